@@ -1,0 +1,25 @@
+# xttsflow: recordings -> segments -> transcripts -> LJSpeech dataset -> XTTS-v2 LoRA fine-tune -> samples.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")  # fills defaults; a bad key stops the run here, naming the key
+
+
+include: "rules/common.smk"
+include: "rules/ingest.smk"
+include: "rules/segment.smk"
+include: "rules/transcribe.smk"
+include: "rules/dataset.smk"
+include: "rules/train.smk"
+include: "rules/synthesize.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs,

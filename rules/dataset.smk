@@ -1,0 +1,1 @@
+# ---------- dataset ---------- (rules are added by the dataset stage)

@@ -1,0 +1,1 @@
+# ---------- ingest ---------- (rules are added by the ingest stage)

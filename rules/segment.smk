@@ -1,0 +1,1 @@
+# ---------- segment ---------- (rules are added by the segment stage)

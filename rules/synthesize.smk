@@ -1,0 +1,1 @@
+# ---------- synthesize ---------- (rules are added by the synthesize stage)

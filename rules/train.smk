@@ -1,0 +1,1 @@
+# ---------- train ---------- (rules are added by the train stage)

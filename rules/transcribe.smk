@@ -1,0 +1,1 @@
+# ---------- transcribe ---------- (rules are added by the transcribe stage)

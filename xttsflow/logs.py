@@ -1,0 +1,41 @@
+"""Logging set-up shared by the rule scripts and the command-line entry points."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextlib.contextmanager
+def to_file(path: str | Path) -> Iterator[None]:
+    """Send logging, stdout and stderr of a rule's job to its Snakemake log file.
+
+    An exception is logged with its traceback before it propagates, so the log alone explains
+    a failed job.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", buffering=1) as stream:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter(FORMAT))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+                yield
+        except BaseException:
+            logging.getLogger("xttsflow").exception("job failed")
+            raise
+        finally:
+            root.removeHandler(handler)
+
+
+def setup_console(verbose: bool = False) -> None:
+    """Logging for the command-line entry points."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=FORMAT, stream=sys.stderr)
