@@ -11,6 +11,13 @@ validate(config, "config/schema.yaml")  # fills defaults; a bad key stops the ru
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    source=r"[a-z0-9][a-z0-9-]*",
+    url_id=r"url-[0-9a-f]{8}",
+
+
 include: "rules/ingest.smk"
 include: "rules/segment.smk"
 include: "rules/transcribe.smk"

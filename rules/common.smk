@@ -1,18 +1,19 @@
 # Source table and input functions shared by the rules. No rules here.
 import json
-import os
 import sys
 
-# Jobs (local, conda or SLURM) import the xttsflow package from the workflow's own folder.
+# The workflow imports the xttsflow package from its own folder; rule scripts find it through the
+# scripts/xttsflow link (Snakemake puts a script's folder on sys.path, in conda envs and on SLURM too).
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 from snakemake.exceptions import WorkflowError
 
+from xttsflow.config import check_config
 from xttsflow.errors import XttsflowError
-from xttsflow.sources import URL_PREFIX, source_table
+from xttsflow.sources import source_table
 
 try:
+    check_config(config)
     SOURCES = source_table(config)
 except XttsflowError as err:
     raise WorkflowError(str(err)) from None
@@ -21,11 +22,6 @@ LOCAL_IDS = sorted(s.id for s in SOURCES.values() if s.kind == "local")
 URL_IDS = sorted(s.id for s in SOURCES.values() if s.kind == "url")
 RUN = config["train"].get("run_name", "main")
 STAGES = ["ingest", "segment", "transcribe", "dataset", "train", "evaluate"]
-
-
-wildcard_constraints:
-    source=r"[a-z0-9][a-z0-9-]*",
-    url_id=URL_PREFIX + r"[0-9a-f]{8}",
 
 
 def url_entry_ids(url_id):
@@ -44,7 +40,7 @@ def source_info(source_id):
     if source_id in SOURCES:
         return SOURCES[source_id].as_dict()
     for url_id in URL_IDS:
-        if source_id.startswith(url_id + "-"):
+        if source_id.startswith(f"{url_id}-"):
             return {**SOURCES[url_id].as_dict(), "id": source_id}
     raise WorkflowError(f"unknown source id {source_id!r}")
 
@@ -59,7 +55,7 @@ def per_source(pattern):
 
 
 def final_outputs(wildcards):
-    """What `rule all` builds: the outputs of the last stage that config `until` names."""
+    """The default target: outputs of the last stage that config `until` names."""
     targets = {
         "ingest": expand("raw/{source}.flac", source=all_source_ids()),
         "segment": expand("segments/{source}.json", source=all_source_ids()),
