@@ -6,7 +6,7 @@ import sys
 # scripts/xttsflow link (Snakemake puts a script's folder on sys.path, in conda envs and on SLURM too).
 sys.path.insert(0, workflow.basedir)
 
-from snakemake.exceptions import WorkflowError
+from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 
 from xttsflow.config import check_config
 from xttsflow.errors import XttsflowError
@@ -35,6 +35,18 @@ def all_source_ids():
     return LOCAL_IDS + [sid for url_id in URL_IDS for sid in url_entry_ids(url_id)]
 
 
+def source_targets(pattern):
+    """`pattern` over every known source id, plus the listing of each URL source not resolved yet: all
+    URLs resolve at once, and one URL that fails to resolve holds back no other source (--keep-going)."""
+    targets = expand(pattern, source=LOCAL_IDS)
+    for url_id in URL_IDS:
+        try:
+            targets += expand(pattern, source=url_entry_ids(url_id))
+        except IncompleteCheckpointException as pending:
+            targets.append(pending.targetfile)  # flagged: this job is re-planned once the checkpoint ran
+    return targets
+
+
 def source_info(source_id):
     """The config entry (speaker, language, ...) a source id comes from; URL entries inherit their URL's."""
     if source_id in SOURCES:
@@ -51,15 +63,15 @@ def stage_enabled(stage):
 
 def per_source(pattern):
     """An input function: `pattern` expanded over every source id."""
-    return lambda wildcards: expand(pattern, source=all_source_ids())
+    return lambda wildcards: source_targets(pattern)
 
 
 def final_outputs(wildcards):
     """The default target: outputs of the last stage that config `until` names."""
     targets = {
-        "ingest": expand("raw/{source}.flac", source=all_source_ids()),
-        "segment": expand("segments/{source}.json", source=all_source_ids()),
-        "transcribe": expand("transcripts/{source}.json", source=all_source_ids()),
+        "ingest": source_targets("raw/{source}.flac"),
+        "segment": source_targets(["segments/{source}.json", "segments/{source}"]),
+        "transcribe": source_targets("transcripts/{source}.json"),
         "dataset": ["dataset/stats.json"],
         "train": [f"checkpoints/{RUN}/export/model.pth"],
         "evaluate": [f"reports/{RUN}/metrics.json"],

@@ -1,1 +1,57 @@
-# ---------- train ---------- (rules are added by the train stage)
+# ---------- train: base model + dataset -> LoRA fine-tune of XTTS-v2's GPT -> merged export (docs/train.md) ----------
+from xttsflow.base_model import kind as base_model_kind
+from xttsflow.settings import load_settings
+
+# The resolved settings (config train: section < .env < TRAIN_* env vars), with the workflow's own paths on
+# top; as params they make any change of a training setting re-run training, and nothing else does.
+try:
+    TRAIN = load_settings(
+        config["train"], run_name=RUN, dataset_dir="dataset", checkpoint_dir="checkpoints", log_dir="runs"
+    )
+except XttsflowError as err:
+    raise WorkflowError(str(err)) from None
+BASE_SPEC = TRAIN.base_model_spec
+BASE_DIR = BASE_SPEC if base_model_kind(BASE_SPEC) == "folder" else "models/base"
+
+
+if BASE_DIR == "models/base":  # builtin:tiny or a coqui-tts model name; a local folder needs no rule
+
+    rule base_model:
+        output:
+            model=directory("models/base"),  # XTTS layout: model.pth, config.json, vocab.json, dvae.pth, ...
+        log:
+            "logs/base_model.log",
+        conda:
+            "../envs/train.yaml"
+        threads: 1
+        params:
+            spec=BASE_SPEC,
+            accept_cpml=TRAIN.accept_cpml,
+        script:
+            "../scripts/base_model.py"
+
+
+rule train:
+    input:
+        base_model=BASE_DIR,
+        train="dataset/metadata_train.csv",
+        val="dataset/metadata_val.csv",
+        stats="dataset/stats.json",
+    output:
+        model=f"checkpoints/{RUN}/export/model.pth",
+        summary=f"checkpoints/{RUN}/train_summary.json",
+    log:
+        f"logs/train/{RUN}.log",
+    benchmark:
+        f"logs/train/{RUN}.benchmark.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    params:
+        settings=TRAIN.snapshot(),
+    script:
+        "../scripts/train.py"

@@ -47,7 +47,11 @@ def _digest(text: str, n: int = 8) -> str:
 def local_source_id(path: str | Path) -> str:
     """`<stem slug>-<hash of the normalised path>`: readable, unique, stable."""
     p = Path(path)
-    return f"{slug(p.stem)}-{_digest(p.as_posix())}"
+    stem = slug(p.stem)
+    if stem == URL_PREFIX.rstrip("-") or stem.startswith(URL_PREFIX):
+        # A file called "url ..." must not look like a URL source to the rules' wildcard constraints.
+        stem = f"file-{stem}"
+    return f"{stem}-{_digest(p.as_posix())}"
 
 
 def url_source_id(url: str) -> str:
@@ -55,15 +59,27 @@ def url_source_id(url: str) -> str:
 
 
 def url_entry_id(url_id: str, entry_id: str) -> str:
-    """One media item of a URL source (a playlist entry, or the single item of a plain URL)."""
-    return f"{url_id}-{slug(entry_id, 48)}"
+    """One media item of a URL source (a playlist entry, or the single item of a plain URL).
+
+    Entry ids that the slug would change (YouTube ids are case-sensitive: "aB" and "Ab" differ) get a
+    hash of the original, so two entries never share a source id.
+    """
+    readable = slug(entry_id, 48)
+    if readable != entry_id:
+        return f"{url_id}-{readable}-{_digest(entry_id, 6)}"
+    return f"{url_id}-{readable}"
+
+
+def parent_url_id(entry_source_id: str) -> str:
+    """The URL source an entry id belongs to: `url-1a2b3c4d-xyz` -> `url-1a2b3c4d`."""
+    return "-".join(entry_source_id.split("-", 2)[:2])
 
 
 def expand_local(pattern: str, base_dir: str | Path = ".") -> list[str]:
     """A file, a folder (recursive) or a glob -> sorted audio files, as paths relative to `base_dir`."""
     base = Path(base_dir)
     target = base / pattern
-    if GLOB_CHARS.search(pattern):
+    if GLOB_CHARS.search(pattern) and not target.is_file():  # "take [2].mp3" is a file, not a glob
         found = [Path(p) for p in glob.glob(str(target), recursive=True)]
         found = [p for p in found if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS]
         if not found:
@@ -81,6 +97,11 @@ def expand_local(pattern: str, base_dir: str | Path = ".") -> list[str]:
     return sorted(p.relative_to(base).as_posix() if p.is_relative_to(base) else p.as_posix() for p in found)
 
 
+def _identity(source: Source) -> str:
+    """What a source id is a hash of (so "./a.mp3" and "a.mp3" are one source)."""
+    return source.location.strip() if source.kind == "url" else Path(source.location).as_posix()
+
+
 def source_table(config: dict, base_dir: str | Path = ".") -> dict[str, Source]:
     """All local sources and the (unexpanded) URL sources of a validated config, by id."""
     default_language = config.get("default_language", "pt")
@@ -94,6 +115,11 @@ def source_table(config: dict, base_dir: str | Path = ".") -> dict[str, Source]:
         for sid, kind, location in items:
             source = Source(sid, kind, location, speaker, language)
             previous = table.get(sid)
+            if previous and _identity(previous) != _identity(source):
+                raise XttsflowError(
+                    f"sources[{n}]: {location!r} and {previous.location!r} get the same id {sid!r} "
+                    "(a hash collision) — rename one of them"
+                )
             if previous and (previous.speaker, previous.language) != (speaker, language):
                 raise XttsflowError(
                     f"sources[{n}]: {location!r} is also listed with speaker {previous.speaker!r} / language "

@@ -1,0 +1,12 @@
+# Snakemake glue for rule dataset: read snakemake.*, call the package, nothing else.
+from pathlib import Path
+
+from xttsflow.dataset import DatasetConfig, build_dataset, sources_from_paths
+from xttsflow.logs import to_file
+
+with to_file(snakemake.log[0]):
+    build_dataset(
+        sources_from_paths(snakemake.input.transcripts, snakemake.input.manifests, snakemake.input.embeddings),
+        out_dir=Path(snakemake.output.stats).parent,
+        config=DatasetConfig.from_dict(snakemake.params.cfg),
+    )

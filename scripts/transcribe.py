@@ -1,0 +1,13 @@
+# Snakemake glue for rule transcribe: read snakemake.*, call the package.
+from xttsflow.logs import to_file
+from xttsflow.transcribe import transcribe_source
+
+with to_file(snakemake.log[0]):
+    transcribe_source(
+        snakemake.input.manifest,
+        snakemake.input.segments,
+        snakemake.output.transcript,
+        cfg={**snakemake.params.cfg, "workers": snakemake.params.workers},
+        language=snakemake.params.language,
+        threads=snakemake.threads,
+    )

@@ -1,0 +1,53 @@
+"""Builders for the synthesize/evaluate/API tests: a dataset of real espeak-ng speech with transcripts,
+and tiny random XTTS checkpoints in XTTS's layout (built once per session)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from xttsflow import TRAIN_SAMPLE_RATE
+from xttsflow.audio import write_wav
+from xttsflow.demo import espeak
+
+#: (clip id, text, avg_logprob): val clips of one speaker; lengths from ~2 s to ~9 s at espeak's 150 wpm.
+VAL_CLIPS = [
+    ("demo-0a1b2c3d_0001", "The old lighthouse keeper climbed the stairs every evening to light the lamp "
+                           "for the ships at sea.", -0.15),
+    ("demo-0a1b2c3d_0002", "She walked along the quiet river and counted the boats that drifted slowly "
+                           "past the willow trees.", -0.25),
+    ("demo-0a1b2c3d_0003", "Good morning to you.", -0.10),
+    ("demo-0a1b2c3d_0004", "Our little garden was full of roses, tulips and tall yellow sunflowers that "
+                           "summer, and the bees loved it.", -1.6),
+]
+TRAIN_CLIPS = [("demo-0a1b2c3d_0005", "A train clip that must never be chosen as a reference for the voice.", -0.1)]
+
+
+def write_dataset(root: Path, val=VAL_CLIPS, train=TRAIN_CLIPS, flags: dict | None = None) -> Path:
+    """dataset/ (wavs, metadata_*.csv, stats.json) and transcripts/ under `root`, as the dataset stage writes."""
+    flags = flags or {}
+    wavs = root / "dataset" / "wavs"
+    wavs.mkdir(parents=True, exist_ok=True)
+    segments = []
+    for clip_id, text, logprob in [*val, *train]:
+        samples = espeak(text, speed=150)
+        write_wav(wavs / f"{clip_id}.wav", 0.5 * samples, TRAIN_SAMPLE_RATE)
+        segments.append({"id": clip_id, "file": f"{clip_id}.wav", "duration": len(samples) / TRAIN_SAMPLE_RATE,
+                         "text": text, "language": "en", "avg_logprob": logprob, "no_speech_prob": 0.01,
+                         "flags": flags.get(clip_id, [])})
+    lines = {"val": val, "train": train}
+    for split, clips in lines.items():
+        (root / "dataset" / f"metadata_{split}.csv").write_text("".join(f"{i}|{t}|{t}\n" for i, t, _ in clips))
+    (root / "dataset" / "metadata.csv").write_text("".join(f"{i}|{t}|{t}\n" for i, t, _ in [*val, *train]))
+    (root / "dataset" / "stats.json").write_text(json.dumps({"clips": len(segments), "seconds": sum(
+        s["duration"] for s in segments), "val": {"clips": len(val)}, "train": {"clips": len(train)}}))
+    (root / "transcripts").mkdir(exist_ok=True)
+    (root / "transcripts" / "demo-0a1b2c3d.json").write_text(json.dumps(
+        {"source": "demo-0a1b2c3d", "speaker": "demo", "language": "en", "segments": segments}))
+    return root / "dataset"
+
+
+def copy_checkpoint(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest, dirs_exist_ok=True)
+    return dest

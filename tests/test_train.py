@@ -1,0 +1,175 @@
+"""The train stage on the tiny XTTS: real coqui GPT losses, LoRA, checkpoints, kill -9 + resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO
+from train_fixtures import copy_base, long_clip_dataset, settings, tiny_base, tiny_dataset, write_stats
+
+from xttsflow import checkpoints
+from xttsflow.errors import XttsflowError
+from xttsflow.train import Trainer
+
+
+def train_losses(summary: dict) -> list[float]:
+    return [entry["loss"] for entry in summary["history"] if "loss" in entry]
+
+
+def test_lora_overfits_a_handful_of_clips_and_changes_only_adapters(tmp_path):
+    s = settings(tmp_path, batch_size=4, max_steps=10, learning_rate=1e-2, lora_rank=16, use_tensorboard=True,
+                 eval_audio=True, eval_audio_seconds=0.3, save_every_n_steps=4)
+    trainer = Trainer(s, tiny_base())
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    summary = trainer.run(progress=False)
+
+    losses = train_losses(summary)
+    assert summary["steps"] == 10 and len(losses) == 10
+    assert losses[-1] < 0.8 * losses[0], losses  # the real XTTS GPT loss (text + mel CE) falls clearly
+
+    best = checkpoints.load_state(s.run_dir / "best_model.pt")["trainable"]
+    assert best and all(".lora_A." in name or ".lora_B." in name for name in best)
+    assert sum(p.numel() for p in best.values()) == summary["parameters"]["trainable"]
+    assert summary["parameters"]["trainable"] < 0.1 * summary["parameters"]["gpt_total"]
+    after = trainer.model.state_dict()  # (the export merged the adapters into their layers)
+    assert all(torch.equal(before[k], after[k]) for k in before if k in after)  # DVAE, HiFi-GAN, embeddings...
+    base_weights = checkpoints.load_state(tiny_base() / "model.pth")["model"]
+    merged = checkpoints.load_state(s.run_dir / "export" / "model.pth")["model"]
+    assert merged.keys() == base_weights.keys()
+    differ = {k for k in base_weights if not torch.equal(base_weights[k], merged[k])}
+    adapted = re.compile(r"gpt\.gpt\.h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight")
+    assert differ and all(adapted.fullmatch(k) for k in differ), differ
+
+    adapter = json.loads((s.run_dir / "lora" / "adapter_config.json").read_text())
+    assert adapter["peft_type"] == "LORA" and adapter["r"] == 16 and adapter["fan_in_fan_out"] is True
+    assert (s.run_dir / "lora" / "adapter_model.safetensors").stat().st_size > 0
+    assert {p.name for p in (s.run_dir / "export").iterdir()} >= {
+        "model.pth", "config.json", "vocab.json", "dvae.pth", "mel_stats.pth", "speakers_xtts.pth"}
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(s.tensorboard_dir), size_guidance={"audio": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/loss_mel_ce", "train/loss_text_ce", "train/lr", "train/grad_norm",
+            "train/samples_per_s", "val/loss"} <= set(tags["scalars"])
+    assert "eval/sample_0" in tags["audio"]
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 11))
+
+
+def test_full_finetune_trains_the_gpt_and_nothing_else(tmp_path):
+    s = settings(tmp_path, use_lora=False, max_steps=2, learning_rate=1e-4)
+    trainer = Trainer(s, tiny_base())
+    assert trainer.counts["trainable"] == trainer.counts["gpt_total"]
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.run(progress=False)
+    after = trainer.model.state_dict()
+    changed = {k.split(".")[1] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"gpt"}, changed
+    assert not (s.run_dir / "lora").exists()
+
+
+def _train_cli(tmp: Path, max_steps: int) -> list[str]:
+    sets = {"language": "en", "batch_size": 2, "num_workers": 0, "max_steps": max_steps, "save_every_n_steps": 3,
+            "learning_rate": 1e-3, "lora_dropout": 0.1, "eval_audio": False, "use_tensorboard": False,
+            "checkpoint_dir": str(tmp / "checkpoints"), "log_dir": str(tmp / "runs"), "log_every_n_steps": 1}
+    return [sys.executable, "-m", "xttsflow.train", "--base", str(tiny_base()), "--dataset", str(tiny_dataset()),
+            "--threads", "1", "--no-progress", *[f"--set={k}={v}" for k, v in sets.items()]]
+
+
+def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
+    run_dir = tmp_path / "checkpoints" / "main"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = tmp_path / "first.log"
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(_train_cli(tmp_path, 14), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=stderr)
+    deadline = time.monotonic() + 300
+    while not any(checkpoints.PERIODIC.match(p.name) and int(p.name[11:19]) >= 6 for p in run_dir.glob("*.pt")):
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(checkpoints.load_state(p)["step"] for p in checkpoints.periodic(run_dir))
+    assert 6 <= killed_at < 14
+    for path in [*checkpoints.periodic(run_dir), run_dir / "best_model.pt"]:
+        checkpoints.load_state(path)  # every checkpoint on disk is whole (weights_only load)
+
+    resumed = subprocess.run(_train_cli(tmp_path, 14), cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from step {killed_at}" in resumed.stderr
+    first_logged = json.loads((run_dir / "train_summary.json").read_text())["history"]
+    assert json.loads((run_dir / "train_summary.json").read_text())["steps"] == 14
+    assert [e["step"] for e in first_logged if "loss" in e] == list(range(1, 15))  # the counter continued
+
+    torch.set_num_threads(1)  # the same arithmetic as the subprocesses
+    try:
+        reference = settings(tmp_path / "uninterrupted", max_steps=14, save_every_n_steps=3, learning_rate=1e-3,
+                             lora_dropout=0.1)
+        Trainer(reference, tiny_base()).run(progress=False)
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+    interrupted = checkpoints.load_state(run_dir / "checkpoint_00000014.pt")
+    straight = checkpoints.load_state(reference.run_dir / "checkpoint_00000014.pt")
+    assert interrupted["step"] == straight["step"] == 14
+    for name, value in straight["trainable"].items():  # data order, dropout RNG and optimizer all resumed exactly
+        torch.testing.assert_close(interrupted["trainable"][name], value, rtol=0, atol=1e-6)
+
+
+def test_a_changed_setting_starts_over_instead_of_resuming(tmp_path):
+    Trainer(settings(tmp_path, max_steps=2), tiny_base()).run(progress=False)
+    other = Trainer(settings(tmp_path, max_steps=2, lora_rank=4), tiny_base())
+    other.resume_or_start()
+    assert other.step == 0 and not checkpoints.periodic(other.run_dir)  # rank-8 checkpoints are gone
+    other.run(progress=False)
+    longer = Trainer(settings(tmp_path, max_steps=4, lora_rank=4), tiny_base())
+    longer.resume_or_start()
+    assert longer.step == 2  # more steps under the same settings continue the run
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing dataset", "does not exist — build it first"),
+        ("empty dataset", "lists no clips"),
+        ("clips too long", r"none of the 3 clips .* can be trained on \(3 longer than XTTS's limit of 11\.61 s\)"),
+        ("base without dvae.pth", r"is missing dvae\.pth \(discrete VAE"),
+        ("truncated model.pth", r"(?s)model\.pth cannot be read as an XTTS checkpoint .*corrupt or truncated"),
+        ("garbage model.pth", r"model\.pth is not an XTTS checkpoint"),
+    ],
+)
+def test_bad_input_fails_with_a_clear_error(tmp_path, case, message):
+    base, dataset = tiny_base(), tiny_dataset()
+    if case == "missing dataset":
+        dataset = tmp_path / "nowhere"
+    elif case == "empty dataset":
+        dataset = tmp_path / "empty"
+        dataset.mkdir()
+        (dataset / "metadata_train.csv").write_text("")
+        (dataset / "metadata_val.csv").write_text("")
+        write_stats(dataset)
+    elif case == "clips too long":
+        dataset = long_clip_dataset(tmp_path / "long")
+    else:
+        base = copy_base(tmp_path / "base")
+        if case == "base without dvae.pth":
+            (base / "dvae.pth").unlink()
+        elif case == "truncated model.pth":
+            data = (base / "model.pth").read_bytes()
+            (base / "model.pth").unlink()  # a hard link in the copy would damage the shared base
+            (base / "model.pth").write_bytes(data[: len(data) // 3])
+        else:
+            (base / "model.pth").unlink()
+            (base / "model.pth").write_bytes(b"not a checkpoint\n" * 100)
+    with pytest.raises(XttsflowError, match=message):
+        Trainer(settings(tmp_path, dataset=dataset, language=None), base)

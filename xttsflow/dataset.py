@@ -1,0 +1,519 @@
+"""Stage 4: every source's transcripts and segments -> one LJSpeech dataset that XTTS's trainer loads as it is.
+
+Each clip passes every filter or lands in rejected.csv with all the reasons it failed, so nothing the
+trainer would silently drop (too long, too many text tokens, unknown characters) reaches it, and a user
+sees where their audio went before spending GPU hours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import io
+import logging
+import os
+import shutil
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES
+from .atomic import atomic_dir, read_json, write_json, write_text
+from .errors import XttsflowError
+from .textnorm import XttsText, clean, normalize, same_language, xtts_language
+
+log = logging.getLogger(__name__)
+
+#: Filters in the order rejected.csv lists them (a clip may fail several).
+FILTERS = ("audio", "untranscribed", "duration", "empty_text", "language", "characters", "text_tokens",
+           "confidence", "flags", "speaker", "silence")
+#: Flags the transcribe screen raises that the dataset's own filters judge with their own thresholds.
+OWN_FILTER_FLAGS = ("avg_logprob", "no_speech_prob", "language")
+LJSPEECH_FILES = {"all": "metadata.csv", "train": "metadata_train.csv", "val": "metadata_val.csv"}
+COQUI_FILES = {"train": "metadata_coqui_train.csv", "val": "metadata_coqui_val.csv"}
+COQUI_HEADER = ["audio_file", "text", "speaker_name", "emotion_name"]
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """The `dataset:` section of the config (config/schema.yaml documents each field)."""
+
+    min_duration: float = 3.0
+    max_duration: float = 11.6
+    max_text_tokens: int = 200
+    vocab: str | None = None
+    min_avg_logprob: float | None = -1.0
+    max_no_speech_prob: float | None = 0.6
+    reject_flagged: bool = True
+    ignore_flags: tuple[str, ...] = ()
+    speaker_similarity: float | None = 0.75
+    min_speech_ratio: float | None = 0.4
+    language_mismatch: str = "reject"
+    unsupported_chars: str = "reject"
+    val_fraction: float = 0.1
+    min_val_clips: int = 1
+
+    @classmethod
+    def from_dict(cls, cfg: dict | None) -> DatasetConfig:
+        cfg = dict(cfg or {})
+        unknown = set(cfg) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise XttsflowError(f"dataset: unknown option(s) {sorted(unknown)} — see config/schema.yaml")
+        if "ignore_flags" in cfg:
+            cfg["ignore_flags"] = tuple(cfg["ignore_flags"] or ())
+        return cls(**cfg)
+
+    def check(self) -> None:
+        xtts_limit = XTTS_MAX_WAV_SAMPLES / TRAIN_SAMPLE_RATE
+        if not 0 < self.min_duration < self.max_duration:
+            raise XttsflowError(f"dataset: need 0 < min_duration ({self.min_duration}) < max_duration "
+                                f"({self.max_duration}) — fix the dataset section of the config")
+        if self.max_duration > xtts_limit:
+            raise XttsflowError(f"dataset: max_duration {self.max_duration} s is above XTTS's limit of "
+                                f"{xtts_limit:.2f} s; its trainer would drop those clips silently — lower it")
+        if self.language_mismatch not in ("reject", "keep"):
+            raise XttsflowError(f"dataset: language_mismatch must be reject or keep, not {self.language_mismatch!r}")
+        if self.unsupported_chars not in ("reject", "strip"):
+            raise XttsflowError(f"dataset: unsupported_chars must be reject or strip, not {self.unsupported_chars!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise XttsflowError(f"dataset: val_fraction must be in [0, 1), not {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """One source's inputs: transcripts/{source}.json, segments/{source}.json (+ folder), embeddings/{source}.npz."""
+
+    source: str
+    transcript: Path
+    manifest: Path
+    embeddings: Path | None = None
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.manifest.with_suffix("")
+
+
+@dataclass
+class Clip:
+    id: str
+    source: str
+    speaker: str
+    language: str | None
+    wav: Path
+    duration: float = 0.0
+    text: str = ""
+    normalized_text: str = ""
+    tokens: int = 0
+    segment: dict = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # filter -> why, in FILTERS order when written
+    split: str = ""
+
+    def reject(self, filter_name: str, why: str) -> None:
+        self.reasons.setdefault(filter_name, why)
+
+
+def split_bucket(clip_id: str) -> float:
+    """A clip's place in [0, 1) from a hash of its id alone: its split never depends on other clips."""
+    return int.from_bytes(hashlib.sha256(clip_id.encode("utf-8")).digest()[:8], "big") / 2**64
+
+
+# ---------- reading the sources ----------
+
+
+def _read_source(files: SourceFiles, config: DatasetConfig) -> tuple[list[Clip], str | None]:
+    """The clips of one source (every manifest and transcript segment), or none and the error that stopped it."""
+    try:
+        manifest, transcript = read_json(files.manifest), read_json(files.transcript)
+    except (OSError, ValueError) as err:
+        return [], (f"{files.source}: cannot read its manifest or transcript ({err}) — "
+                    "re-run its segment and transcribe jobs")
+    speaker = transcript.get("speaker") or manifest.get("speaker") or files.source
+    declared = transcript.get("language") or manifest.get("language")
+    listed = {seg["id"]: seg for seg in manifest.get("segments", [])}
+    transcribed = {seg["id"]: seg for seg in transcript.get("segments", [])}
+    clips = []
+    for clip_id in sorted(listed.keys() | transcribed.keys()):
+        seg = {**listed.get(clip_id, {}), **transcribed.get(clip_id, {})}
+        detected = seg.get("language") or declared
+        mismatch = bool(declared and detected and not same_language(detected, declared))
+        language = detected if (mismatch and config.language_mismatch == "keep") else (declared or detected)
+        language = xtts_language(language) or language  # pt-br and pt are one language to XTTS
+        clip = Clip(clip_id, files.source, str(speaker), language,
+                    files.segments_dir / seg.get("file", f"{clip_id}.wav"), segment=seg)
+        if clip_id not in transcribed:
+            clip.reject("untranscribed", "listed in the segments manifest but not in the transcript")
+        if mismatch and config.language_mismatch == "reject":
+            clip.reject("language", f"detected {detected} in a {declared} source")
+        clips.append(clip)
+    return clips, None
+
+
+def _check_audio(clip: Clip, config: DatasetConfig) -> None:
+    clip.duration = float(clip.segment.get("duration") or 0.0)  # the manifest's word, until the file speaks
+    if not clip.wav.is_file():
+        clip.reject("audio", f"missing file {clip.wav}")
+        return
+    try:
+        info = sf.info(str(clip.wav))
+    except (RuntimeError, sf.LibsndfileError) as err:
+        clip.reject("audio", f"unreadable audio {clip.wav} ({err})")
+        return
+    if info.frames == 0:
+        clip.reject("audio", f"no samples in {clip.wav}")
+        return
+    clip.duration = info.frames / info.samplerate
+    xtts_samples = int(np.ceil(info.frames * TRAIN_SAMPLE_RATE / info.samplerate))
+    if clip.duration < config.min_duration:
+        clip.reject("duration", f"{clip.duration:.2f} s < {config.min_duration} s")
+    elif clip.duration > config.max_duration or xtts_samples > XTTS_MAX_WAV_SAMPLES:
+        clip.reject("duration", f"{clip.duration:.2f} s > {config.max_duration} s "
+                                f"(XTTS drops clips over {XTTS_MAX_WAV_SAMPLES} samples at {TRAIN_SAMPLE_RATE} Hz)")
+
+
+def _check_text(clip: Clip, config: DatasetConfig, xtts: XttsText) -> None:
+    clip.text = clean(clip.segment.get("text", ""))
+    if not clip.text:
+        clip.reject("empty_text", "the transcript is empty")
+        return
+    language = xtts_language(clip.language)
+    clip.normalized_text = normalize(clip.text, clip.language)
+    if language is None:
+        clip.reject("language", f"{clip.language or 'no language'} is not a language XTTS-v2 speaks")
+        return
+    check = xtts.check(clip.normalized_text, language)
+    if check.unsupported and config.unsupported_chars == "strip":
+        clip.normalized_text = xtts.strip_unsupported(clip.normalized_text, check.unsupported)
+        check = xtts.check(clip.normalized_text, language) if clip.normalized_text else check
+    if check.error:
+        clip.reject("characters", check.error)
+    elif check.unsupported:
+        clip.reject("characters", f"characters the tokenizer cannot encode: {' '.join(check.unsupported)}")
+    elif not clip.normalized_text:
+        clip.reject("empty_text", "nothing speakable left after removing unsupported characters")
+    clip.tokens = check.tokens
+    if check.tokens > config.max_text_tokens:
+        clip.reject("text_tokens", f"{check.tokens} text tokens > {config.max_text_tokens} ({xtts.method})")
+
+
+def _check_transcript_quality(clip: Clip, config: DatasetConfig) -> None:
+    seg = clip.segment
+    logprob, no_speech, ratio = seg.get("avg_logprob"), seg.get("no_speech_prob"), seg.get("speech_ratio")
+    if config.min_avg_logprob is not None and logprob is not None and logprob < config.min_avg_logprob:
+        clip.reject("confidence", f"avg_logprob {logprob:.2f} < {config.min_avg_logprob}")
+    if config.max_no_speech_prob is not None and no_speech is not None and no_speech > config.max_no_speech_prob:
+        clip.reject("confidence", f"no_speech_prob {no_speech:.2f} > {config.max_no_speech_prob}")
+    skip = set(OWN_FILTER_FLAGS) | set(config.ignore_flags)
+    flags = [f for f in seg.get("flags") or [] if f.split(":", 1)[0].strip() not in skip]
+    if config.reject_flagged and flags:
+        clip.reject("flags", "; ".join(flags))
+    if config.min_speech_ratio is not None and ratio is not None and ratio < config.min_speech_ratio:
+        clip.reject("silence", f"speech_ratio {ratio:.2f} < {config.min_speech_ratio}")
+
+
+def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: DatasetConfig) -> None:
+    """Reject clips far from their speaker's centroid (fit over all of that speaker's sources)."""
+    if config.speaker_similarity is None:
+        return
+    from .speaker import centroid_similarity, read_embeddings
+
+    vectors: dict[str, np.ndarray] = {}
+    for files in sources:
+        if files.embeddings is None or not Path(files.embeddings).is_file():
+            continue
+        try:
+            ids, emb = read_embeddings(files.embeddings)
+        except (OSError, ValueError, KeyError) as err:
+            log.warning("%s: cannot read %s (%s); its clips count as speaker outliers", files.source,
+                        files.embeddings, err)
+            continue
+        vectors.update(zip(ids, emb, strict=True))
+    by_speaker: dict[str, list[Clip]] = defaultdict(list)
+    for clip in clips:
+        if clip.id in vectors:
+            by_speaker[clip.speaker].append(clip)
+        else:
+            clip.reject("speaker", "no speaker embedding for this clip (re-run its transcribe job)")
+    for speaker, members in by_speaker.items():
+        similarity = centroid_similarity(np.stack([vectors[c.id] for c in members]), config.speaker_similarity)
+        for clip, sim in zip(members, similarity, strict=True):
+            if sim < config.speaker_similarity:
+                clip.reject("speaker", f"similarity {sim:.2f} < {config.speaker_similarity} to {speaker}'s centroid")
+
+
+# ---------- the split ----------
+
+
+def assign_split(clips: list[Clip], val_fraction: float, min_val_clips: int) -> list[str]:
+    """Put each clip in train or val by the hash of its id; returns the ids a small-group fix moved.
+
+    Per language (XTTS loads one dataset per language), a group that hashing left with fewer than
+    `min_val_clips` val clips takes the train clips whose hashes lie nearest the val range, and a group
+    left without train clips gets one back; only such tiny groups ever see a clip change side.
+    """
+    moved = []
+    groups: dict[str | None, list[Clip]] = defaultdict(list)
+    for clip in clips:
+        clip.split = "val" if split_bucket(clip.id) < val_fraction else "train"
+        groups[clip.language].append(clip)
+    for members in groups.values():
+        val = [c for c in members if c.split == "val"]
+        train = sorted((c for c in members if c.split == "train"), key=lambda c: split_bucket(c.id))
+        wanted = min(min_val_clips, len(members) - 1)
+        for clip in train[: max(0, wanted - len(val))]:
+            clip.split = "val"
+            moved.append(clip.id)
+        if not train and val:
+            keep = max(val, key=lambda c: split_bucket(c.id))
+            keep.split = "train"
+            moved.append(keep.id)
+    return moved
+
+
+# ---------- writing ----------
+
+
+def _ljspeech_lines(clips: list[Clip]) -> str:
+    return "".join(f"{c.id}|{c.text}|{c.normalized_text}\n" for c in clips)
+
+
+def _coqui_lines(clips: list[Clip]) -> str:
+    # csv quoting: the coqui formatter reads with csv.DictReader, so a text with '"' must be quoted.
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter="|", lineterminator="\n")
+    writer.writerow(COQUI_HEADER)
+    writer.writerows([f"wavs/{c.id}.wav", c.normalized_text, c.speaker, "neutral"] for c in clips)
+    return buf.getvalue()
+
+
+def _rejected_lines(clips: list[Clip]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "source", "speaker", "duration", "filters", "reasons", "text"])
+    for c in clips:
+        names = [f for f in FILTERS if f in c.reasons]
+        writer.writerow([c.id, c.source, c.speaker, f"{c.duration:.3f}", ";".join(names),
+                         " | ".join(f"{n}: {c.reasons[n]}" for n in names), c.text])
+    return buf.getvalue()
+
+
+def _link_or_copy(src: Path, dest: Path) -> str:
+    try:
+        os.link(src, dest)
+        return "hardlink"
+    except OSError:  # another filesystem, or links not allowed: a copy is as good, only bigger
+        shutil.copy2(src, dest)
+        return "copy"
+
+
+def _plot_durations(path: Path, kept: list[Clip], rejected: list[Clip], config: DatasetConfig) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    durations = [c.duration for c in kept + rejected]
+    top = max([config.max_duration + 1, *durations])
+    bins = np.linspace(0, top, int(np.ceil(top * 2)) + 1)
+    ax.hist([[c.duration for c in kept], [c.duration for c in rejected]], bins=bins, stacked=True,
+            color=["tab:blue", "tab:gray"], label=[f"kept ({len(kept)})", f"rejected ({len(rejected)})"])
+    for limit in (config.min_duration, config.max_duration):
+        ax.axvline(limit, color="tab:red", linestyle="--", linewidth=1)
+    ax.set_xlabel("clip duration (s)")
+    ax.set_ylabel("clips")
+    ax.set_title(f"{len(kept)} clips, {sum(c.duration for c in kept) / 60:.1f} min kept")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def _summary(clips: list[Clip]) -> dict:
+    durations = [c.duration for c in clips]
+    if not durations:
+        return {"clips": 0, "seconds": 0.0}
+    return {"clips": len(clips), "seconds": round(sum(durations), 3), "min_s": round(min(durations), 3),
+            "mean_s": round(statistics.fmean(durations), 3), "median_s": round(statistics.median(durations), 3),
+            "max_s": round(max(durations), 3)}
+
+
+def _datasets(kept: list[Clip], files: dict[str, dict[str, str]]) -> list[dict]:
+    """Coqui BaseDatasetConfig fields (path relative to the dataset folder) that load this dataset."""
+    languages = sorted({c.language for c in kept})
+    if len(languages) == 1 and len({c.speaker for c in kept}) == 1:
+        return [{"formatter": "ljspeech", "path": ".", "meta_file_train": LJSPEECH_FILES["train"],
+                 "meta_file_val": LJSPEECH_FILES["val"], "language": xtts_language(languages[0])}]
+    if len(languages) == 1:
+        return [{"formatter": "coqui", "path": ".", "meta_file_train": COQUI_FILES["train"],
+                 "meta_file_val": COQUI_FILES["val"], "language": xtts_language(languages[0])}]
+    return [{"formatter": "coqui", "path": ".", "meta_file_train": files[lang]["train"],
+             "meta_file_val": files[lang]["val"], "language": xtts_language(lang)} for lang in languages]
+
+
+def _empty_dataset_error(clips: list[Clip], sources: dict) -> XttsflowError:
+    counts = Counter(f for c in clips for f in c.reasons)
+    removed = ", ".join(f"{name} {counts[name]}" for name in FILTERS if counts[name]) or "nothing"
+    broken = [f"{s}: {info['error']}" for s, info in sources.items() if info.get("error")]
+    return XttsflowError(
+        f"dataset: no usable clips — {len(clips)} segments from {len(sources)} source(s), filters removed: "
+        f"{removed}" + (f"; unreadable sources: {'; '.join(broken)}" if broken else "")
+        + ". Check the transcripts, or loosen the filters in the config's dataset: section")
+
+
+def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: DatasetConfig) -> dict:
+    """Filter, normalise and split every source's clips into `out_dir` (replaced whole); return stats."""
+    config.check()
+    out_dir = Path(out_dir)
+    xtts = XttsText(config.vocab)
+    clips: list[Clip] = []
+    per_source: dict[str, dict] = {}
+    for files in sorted(sources, key=lambda f: f.source):
+        found, error = _read_source(files, config)
+        per_source[files.source] = {"segments": len(found), **({"error": error} if error else {})}
+        if error:
+            log.error("dataset: %s", error)
+        clips.extend(found)
+    for clip in clips:
+        _check_audio(clip, config)
+        if "untranscribed" not in clip.reasons:
+            _check_text(clip, config, xtts)
+        _check_transcript_quality(clip, config)
+    _check_speakers(clips, sources, config)
+
+    kept = [c for c in clips if not c.reasons]
+    rejected = [c for c in clips if c.reasons]
+    for source, info in per_source.items():
+        mine = [c for c in clips if c.source == source]
+        info["kept"] = sum(not c.reasons for c in mine)
+        info["rejected_by_filter"] = dict(Counter(f for c in mine for f in c.reasons))
+        if mine:
+            info["speaker"], info["language"] = mine[0].speaker, mine[0].language
+        if info["kept"] == 0:
+            why = ", ".join(f"{k} {v}" for k, v in info["rejected_by_filter"].items()) or "it has no segments"
+            log.warning("dataset: 0 usable clips from source %s (%d segments; %s)", source, len(mine), why)
+        else:
+            log.info("dataset: %d of %d clips kept from source %s", info["kept"], len(mine), source)
+    if not kept:
+        raise _empty_dataset_error(clips, per_source)
+
+    moved = assign_split(kept, config.val_fraction, config.min_val_clips)
+    train = [c for c in kept if c.split == "train"]
+    val = [c for c in kept if c.split == "val"]
+    languages = sorted({c.language for c in kept})
+    lang_files = {lang: {s: f"metadata_coqui_{xtts_language(lang)}_{s}.csv" for s in ("train", "val")}
+                  for lang in languages} if len(languages) > 1 else {}
+
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "wavs").mkdir()
+        links = Counter(_link_or_copy(c.wav, tmp / "wavs" / f"{c.id}.wav") for c in kept)
+        write_text(tmp / LJSPEECH_FILES["all"], _ljspeech_lines(kept))
+        write_text(tmp / LJSPEECH_FILES["train"], _ljspeech_lines(train))
+        write_text(tmp / LJSPEECH_FILES["val"], _ljspeech_lines(val))
+        write_text(tmp / COQUI_FILES["train"], _coqui_lines(train))
+        write_text(tmp / COQUI_FILES["val"], _coqui_lines(val))
+        for lang, names in lang_files.items():
+            for split, name in names.items():
+                write_text(tmp / name, _coqui_lines([c for c in kept if c.split == split and c.language == lang]))
+        write_text(tmp / "rejected.csv", _rejected_lines(rejected))
+        _plot_durations(tmp / "durations.png", kept, rejected, config)
+        stats = {
+            **_summary(kept),
+            "hours": round(sum(c.duration for c in kept) / 3600, 4),
+            "segments_in": len(clips),
+            "rejected": len(rejected),
+            "rejected_by_filter": {f: n for f in FILTERS if (n := sum(f in c.reasons for c in clips))},
+            "train": _summary(train),
+            "val": _summary(val),
+            "split": {"method": "sha256(clip id)", "val_fraction": config.val_fraction,
+                      "min_val_clips": config.min_val_clips, "moved_for_small_groups": moved},
+            "sources": per_source,
+            "speakers": {s: _summary([c for c in kept if c.speaker == s]) for s in sorted({c.speaker for c in kept})},
+            "languages": {xtts_language(lang): _summary([c for c in kept if c.language == lang]) for lang in languages},
+            "text": {"tokenizer": xtts.method, "max_tokens": max(c.tokens for c in kept),
+                     "mean_tokens": round(statistics.fmean(c.tokens for c in kept), 2),
+                     "chars_per_second": round(sum(len(c.normalized_text) for c in kept)
+                                               / max(sum(c.duration for c in kept), 1e-9), 2)},
+            "wavs": dict(links),
+            "datasets": _datasets(kept, lang_files),
+            "config": dataclasses.asdict(config),
+        }
+        write_json(tmp / "stats.json", stats)
+    log.info("dataset: %d clips (%.1f min; train %d, val %d), %d rejected %s -> %s", len(kept),
+             stats["seconds"] / 60, len(train), len(val), len(rejected), stats["rejected_by_filter"], out_dir)
+    return stats
+
+
+def coqui_datasets(dataset_dir: str | Path) -> list[dict]:
+    """The BaseDatasetConfig fields that load a built dataset with coqui-tts (absolute paths)."""
+    dataset_dir = Path(dataset_dir).resolve()
+    stats = read_json(dataset_dir / "stats.json")
+    return [{**entry, "path": str(dataset_dir)} for entry in stats["datasets"]]
+
+
+def sources_from_paths(transcripts: Sequence, manifests: Sequence, embeddings: Sequence = ()) -> list[SourceFiles]:
+    """Pair each source's files by name (transcripts/X.json, segments/X.json, embeddings/X.npz)."""
+    by_name = {Path(p).stem: Path(p) for p in manifests}
+    emb = {Path(p).stem: Path(p) for p in embeddings}
+    missing = [Path(t).stem for t in transcripts if Path(t).stem not in by_name]
+    if missing:
+        raise XttsflowError(f"dataset: no segments manifest for source(s) {missing} — run the segment stage first")
+    return [SourceFiles(Path(t).stem, Path(t), by_name[Path(t).stem], emb.get(Path(t).stem)) for t in transcripts]
+
+
+# ---------- command line ----------
+
+
+def _optional(kind):
+    def parse(text: str):
+        return None if text.lower() in ("none", "off", "null") else kind(text)
+
+    return parse
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .logs import setup_console
+
+    parser = argparse.ArgumentParser(
+        prog="python -m xttsflow.dataset",
+        description="Build the LJSpeech dataset from a workflow folder's transcripts/, segments/ and embeddings/.")
+    parser.add_argument("root", nargs="?", default=".", help="folder holding transcripts/, segments/, embeddings/")
+    parser.add_argument("--out", help="dataset folder to (re)write (default: ROOT/dataset)")
+    parser.add_argument("--source", action="append", help="only these source ids (repeatable; default: all)")
+    defaults = DatasetConfig()
+    for f in dataclasses.fields(DatasetConfig):
+        value = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "ignore_flags":
+            parser.add_argument(flag, nargs="*", default=[], help="flag names not to reject for")
+        elif f.name == "reject_flagged":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+        else:
+            kind = {int: int, float: float}.get(type(value), str)
+            if f.name in ("min_avg_logprob", "max_no_speech_prob", "speaker_similarity", "min_speech_ratio"):
+                kind = _optional(float)
+            parser.add_argument(flag, type=kind, default=value, help=f"default: {value}")
+    args = parser.parse_args(argv)
+    setup_console()
+    root = Path(args.root)
+    transcripts = sorted((root / "transcripts").glob("*.json"))
+    if args.source:
+        transcripts = [t for t in transcripts if t.stem in set(args.source)]
+    if not transcripts:
+        raise XttsflowError(f"dataset: no transcripts found in {root / 'transcripts'} — run the transcribe stage first")
+    config = DatasetConfig.from_dict({f.name: getattr(args, f.name) for f in dataclasses.fields(DatasetConfig)})
+    sources = sources_from_paths(transcripts, sorted((root / "segments").glob("*.json")),
+                                 sorted((root / "embeddings").glob("*.npz")))
+    stats = build_dataset(sources, args.out or root / "dataset", config)
+    print(f"{stats['clips']} clips ({stats['seconds'] / 60:.1f} min), {stats['rejected']} rejected: "
+          f"{stats['rejected_by_filter']}")
+
+
+if __name__ == "__main__":
+    main()

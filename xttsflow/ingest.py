@@ -1,0 +1,223 @@
+"""Stage 1, ingest: a source -> `raw/{source}.flac` (lossless FLAC) + `raw/{source}.json` (what and how).
+
+Local files are probed, re-encoded and checked for truncation here; URL sources are fetched by
+xttsflow.download (yt-dlp) and then go through the same `write_raw`.
+`python -m xttsflow.ingest PATH_OR_URL... --out DIR` runs the stage on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+
+from .atomic import atomic_path, write_json
+from .audio import probe, transcode_flac
+from .errors import XttsflowError
+from .logs import setup_console
+from .sources import Source, expand_local, local_source_id, url_source_id
+
+log = logging.getLogger(__name__)
+
+AUDIO_QUALITIES = ("best", "128k", "64k")
+BRACED = re.compile(r"\{[^{}]*\}")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """The `ingest:` section of the config (config/schema.yaml documents each option)."""
+
+    audio_quality: str = "best"
+    max_duration: float = 7200.0
+    retries: int = 3
+    backoff_s: float = 2.0
+    socket_timeout: float = 30.0
+    archive: str = "raw/download-archive.txt"
+    download_dir: str = "raw/downloads"
+
+    def __post_init__(self):
+        # The schema checks the workflow's config; this guards the CLI and direct callers.
+        if self.audio_quality not in AUDIO_QUALITIES:
+            raise XttsflowError(f"ingest.audio_quality must be one of {AUDIO_QUALITIES}, not {self.audio_quality!r}")
+        if not self.max_duration > 0:
+            raise XttsflowError(f"ingest.max_duration must be > 0 seconds, not {self.max_duration}")
+        if self.retries < 0 or self.backoff_s < 0 or not self.socket_timeout > 0:
+            raise XttsflowError("ingest.retries and ingest.backoff_s must be >= 0 and socket_timeout > 0")
+
+
+def present(path: str) -> list[str]:
+    """`[path]` if it is a file, else `[]`: a missing recording fails its own job, not the whole DAG.
+
+    Snakemake reads `{name}` in an input path as a wildcard and has no escape for it, so such a file is
+    ingested without being an input (editing it later does not re-run it).
+    """
+    if BRACED.search(path):
+        return []
+    return [path] if Path(path).is_file() else []
+
+
+def ingest_local(source: dict, flac: str | Path, info: str | Path) -> dict:
+    """One local recording -> FLAC + JSON record. Raises XttsflowError naming the source; leaves no output."""
+    where = f"ingest: source {source['id']} ({source['location']})"
+    path = Path(source["location"])
+    if not path.exists():
+        raise XttsflowError(f"{where}: the file does not exist — fix the path in config `sources` or remove it")
+    if not path.is_file():
+        raise XttsflowError(f"{where}: not a regular file — list a file, a folder or a glob in config `sources`")
+    try:
+        media = probe(path)
+    except XttsflowError as err:  # probe's message already names the file
+        raise XttsflowError(f"ingest: source {source['id']}: {err}") from None
+    return write_raw(path, media, flac, info, source, {"method": "local-file", "sha256": _sha256(path)}, where)
+
+
+def write_raw(media_path: Path, media: dict, flac: str | Path, info: str | Path, source: dict,
+              how: dict, where: str) -> dict:
+    """Re-encode `media_path` to FLAC, check that nothing was lost, write the JSON record; all or nothing."""
+    flac, info = Path(flac), Path(info)
+    try:
+        with atomic_path(flac) as tmp:
+            try:
+                transcode_flac(media_path, tmp)
+                out = _flac_facts(tmp)
+            except XttsflowError as err:
+                raise XttsflowError(f"{where}: {err} — replace the file or remove it from sources") from None
+            _check_complete(media_path, media, out, where)
+        record = {
+            "source": source["id"],
+            "kind": source["kind"],
+            "location": source["location"],
+            "speaker": source["speaker"],
+            "language": source["language"],
+            "probe": media,
+            "ingest": {**how, "flac": {k: out[k] for k in ("duration", "sample_rate", "channels", "size_bytes")}},
+        }
+        write_json(info, record)
+    except BaseException:
+        # A FLAC without its record would look complete to the next stage: remove both.
+        flac.unlink(missing_ok=True)
+        info.unlink(missing_ok=True)
+        raise
+    log.info("%s: %.1f s, %d Hz, %d ch (%s) -> %s", where, out["duration"], out["sample_rate"],
+             out["channels"], media.get("codec"), flac)
+    return record
+
+
+def _flac_facts(path: Path) -> dict:
+    """Duration, rate and channels from the FLAC header (exact sample count; no extra ffprobe run)."""
+    info = sf.info(str(path))
+    return {"duration": info.frames / info.samplerate if info.samplerate else 0.0,
+            "sample_rate": info.samplerate, "channels": info.channels, "size_bytes": path.stat().st_size}
+
+
+def _check_complete(path: Path, media: dict, out: dict, where: str) -> None:
+    """Refuse input that decodes to nothing, or to clearly less than its header declares (truncated)."""
+    decoded = out.get("duration") or 0.0
+    if decoded <= 0:
+        raise XttsflowError(f"{where}: holds no decodable audio — replace the file or remove it from sources")
+    declared = media.get("duration")
+    if declared and declared - decoded > max(0.5, 0.02 * declared) and not _duration_is_estimate(path):
+        raise XttsflowError(
+            f"{where}: looks truncated or damaged — its header declares {declared:.1f} s but only "
+            f"{decoded:.1f} s decode; download or export it again (or remove it from sources)"
+        )
+
+
+def _duration_is_estimate(path: Path) -> bool:
+    """True when FFmpeg guessed the duration from the bitrate (VBR MP3 without a header): no proof of loss."""
+    exe = shutil.which("ffprobe")
+    if not exe:
+        return False
+    proc = subprocess.run([exe, "-v", "warning", "-show_entries", "format=duration", "-of", "json", "--",
+                           str(path)], capture_output=True, text=True)
+    return "Estimating duration from bitrate" in proc.stderr
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+URL_RE = re.compile(r"^https?://", re.IGNORECASE)
+
+
+def ingest_any(inputs: list[str], out_dir: Path, speaker: str, language: str, cfg: IngestConfig) -> list[dict]:
+    """Ingest local paths (files, folders, globs) and URLs into `out_dir`; one failure never stops the rest."""
+    from . import download  # yt-dlp is only imported when a URL needs it
+
+    records, failures = [], []
+    for item in inputs:
+        try:
+            if URL_RE.match(item):
+                url_id = url_source_id(item)
+                resolved = download.resolve_url(item, out_dir / "sources" / f"{url_id}.json", cfg)
+                jobs = [(Source(e["id"], "url", item, speaker, language).as_dict(), e) for e in resolved["entries"]]
+            else:
+                paths = expand_local(item)
+                jobs = [(Source(local_source_id(p), "local", p, speaker, language).as_dict(), None) for p in paths]
+        except XttsflowError as err:
+            failures.append(str(err))
+            continue
+        for source, entry in jobs:
+            flac, info = out_dir / f"{source['id']}.flac", out_dir / f"{source['id']}.json"
+            try:
+                if entry is None:
+                    records.append(ingest_local(source, flac, info))
+                else:
+                    records.append(download.ingest_url(source, entry, flac, info, cfg))
+            except XttsflowError as err:
+                failures.append(str(err))
+    for message in failures:
+        log.error("%s", message)
+    if failures:
+        raise XttsflowError(f"{len(failures)} source(s) failed (the others were ingested): " + "; ".join(failures))
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m xttsflow.ingest",
+        description="Ingest local recordings and/or URLs (yt-dlp) into DIR/<source>.flac + DIR/<source>.json.",
+    )
+    parser.add_argument("inputs", nargs="+", help="audio files, folders (recursive), globs or http(s) URLs")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--speaker", default="speaker", help="speaker name recorded in the JSON")
+    parser.add_argument("--language", default="pt", help="language code recorded in the JSON")
+    defaults = IngestConfig()
+    parser.add_argument("--audio-quality", choices=AUDIO_QUALITIES, default=defaults.audio_quality)
+    parser.add_argument("--max-duration", type=float, default=defaults.max_duration,
+                        help="refuse media longer than this many seconds")
+    parser.add_argument("--retries", type=int, default=defaults.retries)
+    parser.add_argument("--backoff", type=float, default=defaults.backoff_s, help="first retry delay (doubles)")
+    parser.add_argument("--archive", help="download archive file (default: OUT/download-archive.txt)")
+    parser.add_argument("--download-dir", help="cache of original downloads (default: OUT/downloads)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    setup_console(args.verbose)
+    cfg = IngestConfig(
+        audio_quality=args.audio_quality, max_duration=args.max_duration, retries=args.retries,
+        backoff_s=args.backoff, archive=args.archive or str(args.out / "download-archive.txt"),
+        download_dir=args.download_dir or str(args.out / "downloads"),
+    )
+    for record in ingest_any(args.inputs, args.out, args.speaker, args.language, cfg):
+        print(f"{record['source']}\t{record['ingest']['flac']['duration']:.1f} s\t{record['location']}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except XttsflowError as err:
+        print(f"xttsflow ingest: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,233 @@
+"""TrainingSettings: every knob of the train stage, layered from arguments, TRAIN_* env vars, .env and config.
+
+Highest wins: programmatic arguments > TRAIN_* environment variables > the .env file > the workflow
+config's `train:` section > the defaults below. Sample rates: XTTS reads training audio at 22050 Hz (its
+DVAE and conditioning mels) and its HiFi-GAN decoder writes 24000 Hz; both are fixed by the model, so
+both are fields that only accept those values.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE
+from .errors import XttsflowError
+
+XTTS_V2 = "tts_models/multilingual/multi-dataset/xtts_v2"
+BUILTIN_TINY = "builtin:tiny"
+#: The transformers Conv1D layers of each GPT-2 block of XTTS's GPT that LoRA may adapt.
+LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+
+_WORKFLOW_SECTION: contextvars.ContextVar[dict | None] = contextvars.ContextVar("train_section", default=None)
+
+
+class _WorkflowConfigSource(PydanticBaseSettingsSource):
+    """The workflow config's `train:` section: the layer just above the defaults."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        section = _WORKFLOW_SECTION.get() or {}
+        return section.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_WORKFLOW_SECTION.get() or {})
+
+
+class TrainingSettings(BaseSettings):
+    """Settings of one fine-tuning run (see config/schema.yaml `train:` for the same list as YAML)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRAIN_", env_file=".env", env_file_encoding="utf-8", extra="forbid", validate_default=True
+    )
+
+    # --- base model
+    model_name: str = Field(XTTS_V2, description="coqui-tts model name used when base_model is not set")
+    base_model: str | None = Field(
+        None, description="builtin:tiny, a coqui-tts model name, or a local folder in XTTS's layout"
+    )
+    accept_cpml: bool = Field(False, description="you accept the Coqui Public Model License of xtts_v2")
+    run_name: str = Field("main", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    language: str | None = Field(None, description="language of the dataset's text (default: the sources')")
+    # --- device
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cuda_device_id: int = Field(0, ge=0)
+    use_amp: bool = True
+    amp_dtype: Literal["auto", "bf16", "fp16"] = "auto"
+    # --- LoRA
+    use_lora: bool = True
+    lora_rank: int = Field(8, ge=1, le=1024)
+    lora_alpha: float = Field(16.0, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_target_modules: list[str] = Field(default_factory=lambda: list(LORA_TARGETS))
+    # --- data
+    dataset_dir: Path = Path("dataset")
+    sample_rate: int = TRAIN_SAMPLE_RATE
+    output_sample_rate: int = OUTPUT_SAMPLE_RATE
+    batch_size: int = Field(4, ge=1)
+    num_workers: int = Field(2, ge=0)
+    # --- optimisation
+    num_epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    learning_rate: float = Field(1e-4, gt=0, le=1)
+    weight_decay: float = Field(1e-2, ge=0)
+    lr_scheduler: Literal["constant", "cosine", "linear"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    grad_accum_steps: int = Field(1, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    seed: int = Field(1234, ge=0)
+    # --- checkpoints and logs
+    checkpoint_dir: Path = Path("checkpoints")
+    log_dir: Path = Path("runs")
+    use_tensorboard: bool = True
+    log_every_n_steps: int = Field(10, ge=1)
+    save_every_n_steps: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    resume: bool = True
+    export_checkpoint: Literal["best", "last"] = "best"
+    eval_sentences: list[str] = Field(
+        default_factory=lambda: ["This voice was fine-tuned from a few minutes of recordings."]
+    )
+    eval_audio: bool = True
+    eval_audio_seconds: float = Field(8.0, gt=0, le=60)
+
+    def __init__(self, _workflow_config: dict | None = None, **values: Any) -> None:
+        token = _WORKFLOW_SECTION.set(dict(_workflow_config or {}))
+        try:
+            super().__init__(**values)
+        finally:
+            _WORKFLOW_SECTION.reset(token)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, **_):
+        return init_settings, env_settings, dotenv_settings, _WorkflowConfigSource(settings_cls)
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _training_rate(cls, value: int) -> int:
+        if value != TRAIN_SAMPLE_RATE:
+            raise ValueError(
+                f"XTTS reads training audio at {TRAIN_SAMPLE_RATE} Hz (its DVAE and conditioning mels are built "
+                f"for it), so sample_rate must be {TRAIN_SAMPLE_RATE}; {OUTPUT_SAMPLE_RATE} Hz is the rate it "
+                "writes (output_sample_rate)"
+            )
+        return value
+
+    @field_validator("output_sample_rate")
+    @classmethod
+    def _output_rate(cls, value: int) -> int:
+        if value != OUTPUT_SAMPLE_RATE:
+            raise ValueError(
+                f"XTTS's HiFi-GAN decoder writes {OUTPUT_SAMPLE_RATE} Hz, so output_sample_rate must be "
+                f"{OUTPUT_SAMPLE_RATE}; resample the synthesized audio afterwards if you need another rate"
+            )
+        return value
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"name at least one LoRA target module out of {', '.join(LORA_TARGETS)}")
+        unknown = [name for name in value if name not in LORA_TARGETS]
+        if unknown:
+            raise ValueError(
+                f"unknown LoRA target module(s) {', '.join(unknown)}; XTTS's GPT blocks have {', '.join(LORA_TARGETS)}"
+            )
+        return list(dict.fromkeys(value))
+
+    @field_validator("eval_sentences")
+    @classmethod
+    def _sentences(cls, value: list[str]) -> list[str]:
+        if any(not s.strip() for s in value):
+            raise ValueError("evaluation sentences must not be empty strings")
+        return value
+
+    @field_validator("base_model")
+    @classmethod
+    def _base(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("give builtin:tiny, a coqui-tts model name or a folder, or leave it unset")
+        if value is not None and value.startswith("builtin:") and value != BUILTIN_TINY:
+            raise ValueError(f"the only builtin model is {BUILTIN_TINY}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingSettings:
+        if self.max_steps is not None and self.warmup_steps >= self.max_steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be smaller than max_steps ({self.max_steps})")
+        return self
+
+    # --- derived values
+    @property
+    def base_model_spec(self) -> str:
+        """What the base model is: builtin:tiny, a coqui-tts model name, or a folder."""
+        return self.base_model or self.model_name
+
+    @property
+    def run_dir(self) -> Path:
+        return self.checkpoint_dir / self.run_name
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.log_dir / self.run_name
+
+    def snapshot(self) -> dict:
+        """The settings as plain JSON data (paths as strings)."""
+        return json.loads(self.model_dump_json())
+
+    def fingerprint(self) -> dict:
+        """The settings that decide the trained weights: a checkpoint resumes only under the same ones.
+
+        Run length (max_steps, num_epochs), logging and loader workers are left out, so raising
+        max_steps continues a finished run instead of starting over.
+        """
+        ignore = {
+            "max_steps", "num_epochs", "num_workers", "use_tensorboard", "log_dir", "log_every_n_steps",
+            "save_every_n_steps", "keep_checkpoints", "resume", "export_checkpoint", "eval_sentences",
+            "eval_audio", "eval_audio_seconds", "checkpoint_dir", "dataset_dir", "device", "cuda_device_id",
+            "accept_cpml",
+        }
+        return {k: v for k, v in self.snapshot().items() if k not in ignore}
+
+
+def _user_message(err: ValidationError) -> str:
+    lines = []
+    for item in err.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "train"
+        message = re.sub(r"^(Value|Assertion) error, ", "", item["msg"])
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting (config/schema.yaml lists the train: settings)"
+        lines.append(f"train.{field}: {message} (got {item.get('input')!r})")
+    return (
+        "invalid training settings — fix them in the config's train: section, the TRAIN_<NAME> environment "
+        "variable or .env:\n  " + "\n  ".join(lines)
+    )
+
+
+def load_settings(config_section: dict | None = None, env_file: str | Path | None = ".env", **overrides: Any):
+    """Build TrainingSettings from all layers; bad values raise XttsflowError naming each field."""
+    try:
+        return TrainingSettings(_workflow_config=config_section, _env_file=env_file, **overrides)
+    except ValidationError as err:
+        raise XttsflowError(_user_message(err)) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(section_json: str, env_file: str | None, overrides_json: str) -> TrainingSettings:
+    return load_settings(json.loads(section_json), env_file, **json.loads(overrides_json))
+
+
+def get_train_settings(config_section: dict | None = None, env_file: str | Path | None = ".env", **overrides: Any):
+    """The cached TrainingSettings for these inputs (get_train_settings.cache_clear() after env changes)."""
+    key = json.dumps(config_section or {}, sort_keys=True, default=str)
+    return _cached(key, None if env_file is None else str(env_file), json.dumps(overrides, sort_keys=True, default=str))
+
+
+get_train_settings.cache_clear = _cached.cache_clear

@@ -1,0 +1,151 @@
+"""Speaker embeddings (Resemblyzer) per segment, and each segment's similarity to its speaker's centroid.
+
+Interviews and podcasts mix voices; clips far from the speaker's centroid are the interviewer's lines.
+Resemblyzer's weights ship inside its wheel, so this works offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .atomic import atomic_path, read_json
+from .errors import XttsflowError
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_SIZE = 256
+#: Resemblyzer's input rate.
+ENCODER_SAMPLE_RATE = 16000
+#: Below this much voiced audio the encoder's 1.6 s window is mostly padding; embed the untrimmed clip.
+MIN_VOICED_S = 0.5
+
+
+@functools.lru_cache(maxsize=2)
+def _encoder(device: str):
+    # Imported lazily: resemblyzer pulls in librosa and webrtcvad, which the CLI help does not need.
+    from resemblyzer import VoiceEncoder
+
+    return VoiceEncoder(device=device, verbose=False)
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load(path: Path) -> np.ndarray:
+    """A clip as Resemblyzer's preprocessed 16 kHz waveform (volume-normalised, long silences trimmed)."""
+    from resemblyzer import preprocess_wav
+
+    try:
+        wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as err:
+        raise XttsflowError(f"speaker: {path} is not a readable audio file ({err}) — re-run the segment stage") from err
+    wav = wav.mean(axis=1)
+    if not np.any(wav):
+        return wav[:0]
+    if rate != ENCODER_SAMPLE_RATE:
+        import librosa
+
+        wav = librosa.resample(wav, orig_sr=rate, target_sr=ENCODER_SAMPLE_RATE)
+    trimmed = preprocess_wav(wav)
+    return trimmed if len(trimmed) >= MIN_VOICED_S * ENCODER_SAMPLE_RATE else wav
+
+
+def embed_files(paths: Sequence[str | os.PathLike], device: str = "auto", threads: int | None = None) -> np.ndarray:
+    """L2-normalised speaker embeddings [n, 256] float32; an all-silent clip gets a zero row."""
+    if not paths:
+        return np.zeros((0, EMBEDDING_SIZE), np.float32)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    encoder = _encoder(_resolve_device(device))
+    out = np.zeros((len(paths), EMBEDDING_SIZE), np.float32)
+    for i, path in enumerate(paths):
+        wav = _load(Path(path))
+        if wav.size:
+            out[i] = encoder.embed_utterance(wav.astype(np.float32))
+    return out
+
+
+def centroid_similarity(embeddings: np.ndarray, threshold: float) -> np.ndarray:
+    """Cosine similarity of each row to the centroid, the centroid recomputed once without rows below threshold."""
+    emb = np.asarray(embeddings, dtype=np.float64)
+    if emb.ndim != 2:
+        raise ValueError(f"embeddings must be [n, dim], got shape {emb.shape}")
+    if len(emb) == 0:
+        return np.zeros(0, np.float32)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    unit = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)  # zero rows score 0
+    similarity = unit @ _unit(unit[norms[:, 0] > 0].mean(axis=0) if np.any(norms > 0) else unit[0])
+    inliers = (similarity >= threshold) & (norms[:, 0] > 0)
+    # One refit without the outliers: a minority intruder pulls the first centroid towards itself.
+    if inliers.any() and not inliers.all():
+        similarity = unit @ _unit(unit[inliers].mean(axis=0))
+    return similarity.astype(np.float32)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm > 0 else vector
+
+
+def embed_source(manifest: str | os.PathLike, segments_dir: str | os.PathLike, out: str | os.PathLike,
+                 device: str = "auto", threads: int | None = None) -> dict:
+    """Embed every segment of one source (from its segments manifest) into `out` (.npz with ids, embeddings)."""
+    manifest, segments_dir = Path(manifest), Path(segments_dir)
+    info = read_json(manifest)
+    segments = info.get("segments", [])
+    missing = [s["file"] for s in segments if not (segments_dir / s["file"]).is_file()]
+    if missing:
+        raise XttsflowError(f"speaker: {len(missing)} segment file(s) listed in {manifest} are missing from "
+                            f"{segments_dir} (first: {missing[0]}) — delete {manifest} and re-run the segment stage")
+    start = time.perf_counter()
+    embeddings = embed_files([segments_dir / s["file"] for s in segments], device=device, threads=threads)
+    seconds = time.perf_counter() - start
+    audio_s = sum(float(s.get("duration", 0.0)) for s in segments)
+    log.info("speaker: %s: %d segments (%.1f s of audio) embedded in %.1f s (%.0fx real time)",
+             info.get("source", manifest.stem), len(segments), audio_s, seconds, audio_s / max(seconds, 1e-9))
+    write_embeddings(out, [s["id"] for s in segments], embeddings)
+    return {"segments": len(segments), "seconds": seconds}
+
+
+def write_embeddings(path: str | os.PathLike, ids: Sequence[str], embeddings: np.ndarray) -> None:
+    """The .npz the dataset stage reads (ids: str array, embeddings: [n, 256] float32), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+        np.savez(f, ids=np.array(list(ids), dtype=str), embeddings=np.asarray(embeddings, np.float32))
+
+
+def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return [str(i) for i in data["ids"]], data["embeddings"].astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .logs import setup_console
+
+    parser = argparse.ArgumentParser(description="Embed one source's segments with Resemblyzer.")
+    parser.add_argument("manifest", help="segments/{source}.json")
+    parser.add_argument("segments_dir", help="segments/{source}/")
+    parser.add_argument("out", help="embeddings/{source}.npz")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args(argv)
+    setup_console()
+    embed_source(args.manifest, args.segments_dir, args.out, device=args.device)
+
+
+if __name__ == "__main__":
+    main()

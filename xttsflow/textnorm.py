@@ -1,0 +1,154 @@
+"""Transcript text -> the `normalized_text` XTTS trains on, and how XTTS's tokenizer sees that text.
+
+Numbers are spelled out with num2words in the clip's language through the same expansion XTTS's own
+tokenizer applies (so our column and the trainer agree); languages it lacks get plain num2words, and a
+language num2words does not know keeps its digits.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+
+#: The languages XTTS-v2 speaks, as its tokenizer and dataset configs name them.
+XTTS_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn", "ja", "hu",
+                  "ko", "hi")
+
+# Typographic characters Whisper and subtitles use, mapped to the plain ones every tokenizer knows.
+_TYPOGRAPHIC = str.maketrans({
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'", "`": "'",
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
+    "\u2026": "...",
+    "|": " ",  # the LJSpeech column separator can never appear inside a column
+})
+_WHITESPACE = re.compile(r"\s+")
+_DIGITS = re.compile(r"\d")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+#: Without a vocab.json, the characters (after XTTS's own cleaning, lower case) taken as speakable.
+ALPHABET_PUNCTUATION = frozenset(".,!?;:'\"-()¡¿«»。，、！？")
+
+
+def xtts_language(code: str | None) -> str | None:
+    """A language code (Whisper's or the config's: en, pt-br, zh) as XTTS names it, or None if it has none."""
+    if not code:
+        return None
+    base = code.strip().lower().split("-")[0].split("_")[0]
+    name = "zh-cn" if base == "zh" else base
+    return name if name in XTTS_LANGUAGES else None
+
+
+def same_language(a: str | None, b: str | None) -> bool:
+    """True when two codes name one language (regions ignored: pt == pt-br, zh == zh-cn)."""
+    def base(code):
+        return (code or "").strip().lower().split("-")[0].split("_")[0]
+
+    return base(a) == base(b)
+
+
+def clean(text: str) -> str:
+    """Unicode NFC, plain quotes/dashes, no control characters or '|', single spaces, stripped."""
+    text = unicodedata.normalize("NFC", text or "").translate(_TYPOGRAPHIC)
+    # Control and format characters (zero-width spaces, soft hyphens, BOMs) are invisible and unspeakable.
+    if not text.isprintable():  # the common case skips this per-character pass
+        text = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf"))
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def expand_numbers(text: str, language: str | None) -> str:
+    """Digits spelled out in `language`; left as digits where num2words does not know the language."""
+    if not _DIGITS.search(text) or not language:
+        return text
+    base = language.strip().lower().split("-")[0].split("_")[0]
+    xtts_expand = _xtts_number_expander()
+    if base in _xtts_number_languages():
+        try:
+            return xtts_expand(text, base)
+        except Exception:  # num2words raises bare exceptions per language; fall back below
+            pass
+    return _NUMBER.sub(lambda m: _num2words(m.group(0), base), text)
+
+
+def normalize(text: str, language: str | None) -> str:
+    """The `normalized_text` column: cleaned text with numbers spelled out in the clip's language."""
+    return _WHITESPACE.sub(" ", expand_numbers(clean(text), language)).strip()
+
+
+def _num2words(number: str, base: str) -> str:
+    from num2words import num2words
+
+    try:
+        value = float(number.replace(",", ".")) if re.search(r"[.,]", number) else int(number)
+        return num2words(value, lang=base)
+    except (NotImplementedError, OverflowError, ValueError, KeyError, TypeError):
+        return number
+
+
+@functools.cache
+def _xtts_number_expander():
+    from TTS.tts.layers.xtts.tokenizer import expand_numbers_multilingual
+
+    return expand_numbers_multilingual
+
+
+@functools.cache
+def _xtts_number_languages() -> frozenset[str]:
+    from TTS.tts.layers.xtts import tokenizer
+
+    return frozenset(tokenizer._ordinal_re) | {"zh"}
+
+
+@dataclass(frozen=True)
+class TextCheck:
+    """What XTTS's trainer would make of a clip's text."""
+
+    tokens: int  # text tokens the trainer counts against its 200-token limit (language token included)
+    unsupported: str  # characters the tokenizer cannot encode (sorted, unique); "" when all are fine
+    error: str | None = None  # XTTS's text cleaner failed: the trainer would drop this clip
+
+
+class XttsText:
+    """Counts tokens with XTTS's own VoiceBpeTokenizer; without a vocab.json, a character upper bound."""
+
+    def __init__(self, vocab: str | None = None):
+        from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+
+        self.vocab = str(vocab) if vocab else None
+        self.tokenizer = VoiceBpeTokenizer(self.vocab)
+        self.method = f"vocab:{self.vocab}" if self.vocab else "char-estimate"
+        self._char_ok: dict[str, bool] = {}
+
+    def check(self, text: str, language: str) -> TextCheck:
+        """Tokens and unsupported characters of `text` as a metadata line hands it to the trainer."""
+        # Coqui's ljspeech formatter keeps the line's newline in the text; XTTS's cleaner turns it into
+        # one more [SPACE] token, so count it as the trainer will.
+        text = text + "\n"
+        lang = language.split("-")[0]
+        try:
+            cleaned = self.tokenizer.preprocess_text(text, lang)
+            ids = self.tokenizer.encode(text, language) if self.vocab else None
+        except Exception as err:  # the cleaner raises anything from num2words, pypinyin, cutlet
+            detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            return TextCheck(0, "", f"XTTS's {language} text cleaner failed ({detail})")
+        bad = "".join(sorted({ch for ch in cleaned if not self._speakable(ch)}))
+        # Each BPE token covers at least one character, so characters + the language token bound the count.
+        tokens = len(ids) if ids is not None else len(cleaned) + 1
+        return TextCheck(tokens, bad)
+
+    def strip_unsupported(self, text: str, unsupported: str) -> str:
+        """`text` without the characters the tokenizer cannot encode (matched case-insensitively)."""
+        kept = "".join(ch for ch in text if not any(c in unsupported for c in ch.lower() + ch))
+        return _WHITESPACE.sub(" ", kept).strip()
+
+    def _speakable(self, ch: str) -> bool:
+        if ch.isspace():
+            return True
+        if ch not in self._char_ok:
+            if self.vocab:
+                self._char_ok[ch] = 1 not in self.tokenizer.tokenizer.encode(ch).ids  # id 1 is [UNK]
+            else:
+                self._char_ok[ch] = unicodedata.category(ch)[0] in "LM" or ch in ALPHABET_PUNCTUATION
+        return self._char_ok[ch]

@@ -1,0 +1,491 @@
+"""Train stage: fine-tune XTTS-v2's GPT (LoRA or full) on the dataset; checkpoints, resume, TensorBoard, export.
+
+The model, batch preparation and loss are coqui-tts's GPTTrainer (see gpt_model.py); this module is the
+loop: AMP, gradient accumulation and clipping, LR schedule, validation every epoch, periodic and best
+checkpoints, exact resume after any interruption, and the merged export.
+
+    python -m xttsflow.train --base models/base --dataset dataset --set max_steps=40 --set batch_size=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import math
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, train_data
+from .atomic import read_json, write_json
+from .errors import XttsflowError
+from .export import export_model, save_adapter
+from .gpt_model import apply_lora, build_gpt_trainer, parameter_counts, set_full_finetune, trainable_state
+from .settings import TrainingSettings, load_settings
+
+log = logging.getLogger(__name__)
+
+CODE_STRIDE = 1024  # DVAE codes per audio sample at 22050 Hz (gpt_code_stride_len)
+
+
+# ---------- set-up ----------
+
+
+def resolve_device(settings: TrainingSettings) -> torch.device:
+    if settings.device == "cpu" or (settings.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise XttsflowError("train: device is cuda but PyTorch sees no CUDA GPU — set train.device: cpu (or auto)")
+    if settings.cuda_device_id >= torch.cuda.device_count():
+        raise XttsflowError(
+            f"train: cuda_device_id {settings.cuda_device_id} does not exist ({torch.cuda.device_count()} GPU(s))"
+        )
+    return torch.device("cuda", settings.cuda_device_id)
+
+
+def amp_setup(device: torch.device, settings: TrainingSettings):
+    """(autocast dtype or None, GradScaler): bf16 where the GPU has it, else fp16 with loss scaling; off on CPU."""
+    if device.type != "cuda" or not settings.use_amp:
+        return None, torch.amp.GradScaler("cpu", enabled=False)
+    bf16 = torch.cuda.is_bf16_supported()
+    if settings.amp_dtype == "bf16" and not bf16:
+        raise XttsflowError("train: amp_dtype bf16 but this GPU has no bfloat16 — use auto or fp16")
+    if settings.amp_dtype == "bf16" or (settings.amp_dtype == "auto" and bf16):
+        return torch.bfloat16, torch.amp.GradScaler("cuda", enabled=False)
+    return torch.float16, torch.amp.GradScaler("cuda", enabled=True)
+
+
+def lr_factor(kind: str, warmup: int, total: int):
+    """The LR multiplier at each optimizer step: linear warm-up, then constant, cosine or linear decay."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1.0 - progress
+
+    return factor
+
+
+def base_fingerprint(base_dir: Path) -> str:
+    """A content fingerprint of the base model (sizes and the ends of the big files; small files whole)."""
+    digest = hashlib.sha1()
+    for name in ("config.json", "vocab.json", "model.pth", "dvae.pth", "mel_stats.pth"):
+        path = base_dir / name
+        digest.update(f"{name}:{path.stat().st_size}".encode())
+        with open(path, "rb") as f:
+            digest.update(f.read(1 << 20))
+            if path.stat().st_size > 2 << 20:
+                f.seek(-(1 << 20), 2)
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------- steps ----------
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def forward(model, batch: dict, device: torch.device, amp_dtype) -> dict:
+    """coqui's batch preparation (DVAE codes, conditioning mels; fp32) and train_step losses (under autocast)."""
+    batch = model.format_batch_on_device(_to_device(batch, device))
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        _, losses = model.train_step(batch, None)
+    return losses
+
+
+@torch.no_grad()
+def evaluate(model, loader, device: torch.device, amp_dtype) -> dict:
+    """Mean losses over the validation split, the GPT in eval mode (coqui's eval_step: no prompt masking)."""
+    model.xtts.gpt.eval()
+    totals, count = Counter(), 0
+    try:
+        for batch in loader:
+            batch["cond_idxs"] = None
+            size = len(batch["filenames"])
+            for key, value in forward(model, batch, device, amp_dtype).items():
+                totals[key] += value.item() * size
+            count += size
+    finally:
+        model.xtts.gpt.train()
+    return {key: value / count for key, value in totals.items()} if count else {}
+
+
+@torch.no_grad()
+def synthesize_sample(model, text: str, language: str, reference: str, seconds: float):
+    """Speech for `text` in the reference clip's voice from the model as it is now (24 kHz float array)."""
+    gpt = model.xtts.gpt
+    gpt.eval()
+    gpt.init_gpt_for_inference(kv_cache=True, use_deepspeed=False)
+    try:
+        latents, speaker = model.xtts.get_conditioning_latents(audio_path=[reference], gpt_cond_len=6)
+        out = model.xtts.inference(
+            text, language.split("-")[0], latents, speaker, max_new_tokens=max(8, int(seconds * TRAIN_SAMPLE_RATE
+                                                                                     / CODE_STRIDE))
+        )
+    finally:
+        del gpt.gpt_inference  # as coqui's GPTTrainer.test_run: the inference wrappers are not trained
+        del gpt.gpt.wte
+        gpt.train()
+    return out["wav"]
+
+
+class Logger:
+    """TensorBoard (when enabled) and the log file: the same numbers in both."""
+
+    def __init__(self, settings: TrainingSettings, step: int):
+        self.writer = None
+        if settings.use_tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a killed run logged after its last checkpoint
+            self.writer = SummaryWriter(str(settings.tensorboard_dir), purge_step=step or None)
+
+    def scalars(self, prefix: str, values: dict, step: int) -> None:
+        if self.writer:
+            for key, value in values.items():
+                self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def audio(self, tag: str, wav, step: int) -> None:
+        if self.writer:
+            self.writer.add_audio(tag, torch.as_tensor(wav).float().clamp(-1, 1), step, sample_rate=OUTPUT_SAMPLE_RATE)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+# ---------- the run ----------
+
+
+class Trainer:
+    """One fine-tuning run: model, data, optimizer and counters, with checkpoint save/restore."""
+
+    def __init__(self, settings: TrainingSettings, base_dir: str | Path, language: str | None = None):
+        self.settings = s = settings
+        self.base_dir = Path(base_dir)
+        self.run_dir = s.run_dir
+        self.device = resolve_device(s)
+        seed_everything(s.seed)
+        self.model = build_gpt_trainer(self.base_dir, s.batch_size)
+        self._load_data(language)
+        self.peft = None
+        if s.use_lora:
+            self.peft = apply_lora(self.model, s.lora_rank, s.lora_alpha, s.lora_dropout, s.lora_target_modules)
+        else:
+            set_full_finetune(self.model)
+        self.counts = parameter_counts(self.model)
+        log.info(
+            "trainable parameters: %d of %d in the GPT (%.3f%%; %s), %d in the whole model",
+            self.counts["trainable"],
+            self.counts["gpt_total"],
+            100 * self.counts["trainable"] / self.counts["gpt_total"],
+            f"LoRA rank {s.lora_rank} on {', '.join(s.lora_target_modules)}" if s.use_lora else "full GPT",
+            self.counts["model_total"],
+        )
+        self.model.to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=s.learning_rate, betas=(0.9, 0.96), eps=1e-8, weight_decay=s.weight_decay
+        )
+        self.batches_per_epoch = math.ceil(len(self.train_set) / s.batch_size)
+        steps_per_epoch = math.ceil(self.batches_per_epoch / s.grad_accum_steps)
+        self.total_steps = min(s.max_steps or sys.maxsize, s.num_epochs * steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_factor(s.lr_scheduler, s.warmup_steps, self.total_steps)
+        )
+        self.amp_dtype, self.scaler = amp_setup(self.device, s)
+        self.fingerprint = checkpoints.fingerprint_json(
+            {**s.fingerprint(), "base": base_fingerprint(self.base_dir), "language": language}
+        )
+        self.step, self.epoch, self.batch = 0, 0, 0
+        self.best_val, self.history = math.inf, []
+
+    def _load_data(self, language: str | None) -> None:
+        s, tokenizer = self.settings, self.model.xtts.tokenizer
+        language = language or s.language
+        train = train_data.screen(train_data.read_split(s.dataset_dir, "train", language), tokenizer, "train split")
+        train_data.require_clips(train, s.dataset_dir / "metadata_train.csv", "train")
+        val = train_data.screen(train_data.read_split(s.dataset_dir, "val", language), tokenizer, "val split")
+        if not val.samples:
+            log.warning("the validation split has no usable clips: best_model is chosen by the epoch's training loss")
+        self.train_set = train_data.ClipDataset(train.samples, tokenizer)
+        self.val_set = train_data.ClipDataset(val.samples, tokenizer, is_eval=True)
+        self.rejected = {"train": dict(train.rejected), "val": dict(val.rejected)}
+        log.info("training on %d clips, validating on %d", len(train.samples), len(val.samples))
+
+    # --- checkpoints
+    def _state(self) -> dict:
+        return {
+            "format": 1,
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "best_val": self.best_val,
+            "history": self.history,
+            "trainable": {k: v.cpu().clone() for k, v in trainable_state(self.model).items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": checkpoints.rng_state(),
+            "fingerprint": self.fingerprint,
+        }
+
+    def save(self) -> Path:
+        path = self.run_dir / checkpoints.periodic_name(self.step)
+        checkpoints.save(path, self._state())
+        checkpoints.prune(self.run_dir, self.settings.keep_checkpoints)
+        return path
+
+    def load_trainable(self, weights: dict) -> None:
+        gpt = self.model.xtts.gpt
+        expected = set(trainable_state(self.model))
+        if set(weights) != expected:
+            raise XttsflowError(
+                f"train: a checkpoint in {self.run_dir} holds other trainable weights than this run "
+                f"({len(set(weights) ^ expected)} differ) — delete the folder to start over"
+            )
+        gpt.load_state_dict({k: v.to(self.device) for k, v in weights.items()}, strict=False)
+
+    def restore(self, state: dict) -> None:
+        self.load_trainable(state["trainable"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        checkpoints.set_rng_state(state["rng"])
+        self.step, self.epoch, self.batch = state["step"], state["epoch"], state["batch"]
+        self.best_val, self.history = state["best_val"], list(state["history"])
+        log.info("resumed from step %d (epoch %d, batch %d)", self.step, self.epoch, self.batch)
+
+    def resume_or_start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoints.remove_temporaries(self.run_dir)
+        state = checkpoints.latest(self.run_dir, self.fingerprint) if self.settings.resume else None
+        if state is None:
+            checkpoints.discard_stale(self.run_dir, self.fingerprint if self.settings.resume else None)
+        else:
+            self.restore(state)
+
+    # --- the loop
+    def optimizer_step(self) -> float:
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.settings.max_grad_norm or math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return float(norm)
+
+    def run(self, progress: bool = True) -> dict:
+        """Train to total_steps (or from wherever the last checkpoint left off); return the summary."""
+        from tqdm import tqdm
+
+        s = self.settings
+        self.resume_or_start()
+        logger = Logger(s, self.step)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {s.run_name}", unit="step",
+                   disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
+        try:
+            while self.step < self.total_steps:
+                self._epoch(logger, bar)
+        finally:
+            bar.close()
+            logger.close()
+        return self.finish()
+
+    def _epoch(self, logger: Logger, bar) -> None:
+        s = self.settings
+        batches = train_data.loader(self.train_set, s.batch_size, s.num_workers, s.seed, self.epoch, self.batch)
+        window, micro, started = Counter(), 0, time.perf_counter()
+        for batch in batches:
+            losses = forward(self.model, batch, self.device, self.amp_dtype)
+            self.scaler.scale(losses["loss"] / s.grad_accum_steps).backward()
+            micro += 1
+            self.batch += 1
+            window["samples"] += len(batch["filenames"])
+            window["batches"] += 1
+            for key, value in losses.items():
+                window[key] += value.item()
+            if micro < s.grad_accum_steps and self.batch < self.batches_per_epoch:
+                continue
+            micro = 0
+            lr = self.scheduler.get_last_lr()[0]
+            grad_norm = self.optimizer_step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses['loss'].item():.3f}")
+            if self.step % s.log_every_n_steps == 0 or self.step == self.total_steps:
+                self._log_train(logger, window, lr, grad_norm, time.perf_counter() - started)
+                window, started = Counter(), time.perf_counter()
+            if self.step % s.save_every_n_steps == 0 and self.step < self.total_steps:
+                self.save()
+            if self.step >= self.total_steps:
+                break
+        if self.batch >= self.batches_per_epoch:
+            self.epoch, self.batch = self.epoch + 1, 0
+        self._validate(logger, window)
+        self.save()
+
+    def _log_train(self, logger: Logger, window: Counter, lr: float, grad_norm: float, seconds: float) -> None:
+        n = max(1, window["batches"])
+        values = {k: window[k] / n for k in ("loss", "loss_text_ce", "loss_mel_ce")}
+        values.update(lr=lr, grad_norm=grad_norm, samples_per_s=window["samples"] / max(seconds, 1e-9))
+        logger.scalars("train", values, self.step)
+        self.history.append({"step": self.step, **{k: float(v) for k, v in values.items()}})
+        log.info("step %d/%d loss %.4f (text %.4f, mel %.4f) lr %.2e grad-norm %.3f %.1f samples/s", self.step,
+                 self.total_steps, values["loss"], values["loss_text_ce"], values["loss_mel_ce"], lr, grad_norm,
+                 values["samples_per_s"])
+
+    def _validate(self, logger: Logger, window: Counter) -> None:
+        s = self.settings
+        val_loader = train_data.loader(self.val_set, s.batch_size, s.num_workers, s.seed, 0)
+        val = evaluate(self.model, val_loader, self.device, self.amp_dtype) if len(self.val_set) else {}
+        score = val.get("loss")
+        if score is None:  # no validation clips: fall back to the recent training loss
+            score = self.history[-1]["loss"] if self.history else window["loss"] / max(1, window["batches"])
+        logger.scalars("val", val, self.step)
+        self.history.append({"step": self.step, "epoch": self.epoch, **{f"val_{k}": v for k, v in val.items()}})
+        log.info("epoch %d, step %d: validation %s", self.epoch, self.step,
+                 ", ".join(f"{k} {v:.4f}" for k, v in val.items()) or "skipped (no clips)")
+        if score < self.best_val:
+            self.best_val = score
+            checkpoints.save(self.run_dir / checkpoints.BEST, {**self._state(), "val": val})
+            log.info("new best model (score %.4f) at step %d", score, self.step)
+        if s.eval_audio and s.eval_sentences and logger.writer:
+            self._audio_sample(logger)
+
+    def _audio_sample(self, logger: Logger) -> None:
+        s = self.settings
+        reference = (self.val_set.samples or self.train_set.samples)[0]
+        for i, text in enumerate(s.eval_sentences):
+            wav = synthesize_sample(self.model, text, reference["language"], reference["audio_file"],
+                                    s.eval_audio_seconds)
+            logger.audio(f"eval/sample_{i}", wav, self.step)
+
+    def finish(self, export_dir: Path | None = None) -> dict:
+        """Adapter + merged export of the chosen checkpoint, and a summary next to them."""
+        s = self.settings
+        best = self.run_dir / checkpoints.BEST
+        chosen = best if s.export_checkpoint == "best" and best.is_file() else checkpoints.periodic(self.run_dir)[-1]
+        state = checkpoints.load_state(chosen, "training checkpoint")
+        self.load_trainable(state["trainable"])
+        exported_step = state["step"]
+        summary = {
+            "run": s.run_name,
+            "steps": self.step,
+            "epochs": self.epoch,
+            "exported_step": exported_step,
+            "export_checkpoint": s.export_checkpoint,
+            "best_val_loss": None if math.isinf(self.best_val) else self.best_val,
+            "parameters": self.counts,
+            "use_lora": s.use_lora,
+            "clips": {"train": len(self.train_set), "val": len(self.val_set)},
+            "rejected": self.rejected,
+            "history": self.history,
+            "settings": s.snapshot(),
+            "base_model": str(self.base_dir),
+        }
+        if self.peft is not None:
+            save_adapter(self.peft, self.run_dir / "lora")
+        export_model(self.model, self.peft, self.base_dir, export_dir or self.run_dir / "export",
+                     {k: v for k, v in summary.items() if k != "history"})
+        write_json(self.run_dir / "train_summary.json", summary)
+        return summary
+
+
+def train(settings: TrainingSettings, base_dir: str | Path, language: str | None = None, progress: bool = True):
+    """Fine-tune from `base_dir` with `settings`; resumes the run's last checkpoint; returns the summary."""
+    return Trainer(settings, base_dir, language).run(progress=progress)
+
+
+def export_run(base_dir: Path, run_dir: Path, out_dir: Path, which: str = "best") -> Path:
+    """Re-export a run from its checkpoints (best or last) without training."""
+    summary = read_json(run_dir / "train_summary.json")
+    settings = load_settings(summary["settings"], env_file=None, export_checkpoint=which)
+    trainer = Trainer(settings, base_dir)
+    trainer.run_dir = Path(run_dir)
+    trainer.step, trainer.epoch = summary["steps"], summary["epochs"]
+    trainer.best_val = summary["best_val_loss"] or math.inf
+    trainer.history = summary["history"]
+    trainer.finish(Path(out_dir))
+    return Path(out_dir)
+
+
+def train_job(settings: dict, base_dir: str, export_model: str, summary: str, threads: int = 1) -> dict:
+    """The workflow's train job: exactly the settings the rule resolved (its params), on `threads` cores."""
+    resolved = load_settings(None, env_file=None, **settings)
+    expected = (resolved.run_dir / "export" / "model.pth", resolved.run_dir / "train_summary.json")
+    if (Path(export_model), Path(summary)) != expected:
+        raise XttsflowError(f"train: the rule's outputs {export_model}, {summary} do not match the run folder "
+                            f"{resolved.run_dir} of the settings")
+    torch.set_num_threads(max(1, threads))
+    return train(resolved, base_dir, progress=True)
+
+
+# ---------- command line ----------
+
+
+def _parse_sets(pairs: list[str]) -> dict:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise XttsflowError(f"--set {pair!r}: write it as name=value (e.g. --set max_steps=40)")
+        values[key.strip()] = yaml.safe_load(value)
+    return values
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .base_model import kind, prepare_base_model
+    from .logs import setup_console
+
+    parser = argparse.ArgumentParser(prog="python -m xttsflow.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="workflow config whose train: section is the base layer")
+    parser.add_argument("--base", type=Path, help="base model folder (default: from the settings' base_model)")
+    parser.add_argument("--dataset", type=Path, help="dataset folder (LJSpeech layout)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                        help="a training setting (highest priority), e.g. --set lora_rank=16")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    setup_console()
+    try:
+        section = (yaml.safe_load(args.config.read_text()) or {}).get("train", {}) if args.config else {}
+        overrides = _parse_sets(args.sets)
+        if args.dataset:
+            overrides["dataset_dir"] = args.dataset
+        settings = load_settings(section, **overrides)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        base = args.base
+        if base is None:
+            spec = settings.base_model_spec
+            base = Path(spec) if kind(spec) == "folder" else Path("models/base")
+            if kind(spec) != "folder" and not base.is_dir():
+                prepare_base_model(spec, base, settings.accept_cpml)
+        summary = train(settings, base, progress=not args.no_progress)
+    except XttsflowError as err:
+        sys.exit(f"error: {err}")
+    print(f"trained {summary['steps']} steps; export: {settings.run_dir / 'export'}")
+
+
+if __name__ == "__main__":
+    main()
