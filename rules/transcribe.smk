@@ -18,9 +18,9 @@ rule transcribe:
         gpu=1,
         mem_mb=4000,
     params:
-        # `workers` only changes speed, so changing it never re-runs a finished source.
+        # `workers` only changes speed (the script reads it from the config), so changing it never
+        # re-runs a finished source.
         cfg={k: v for k, v in config["transcribe"].items() if k != "workers"},
-        workers=config["transcribe"]["workers"],
         language=lambda wildcards: config["transcribe"].get("language") or source_info(wildcards.source)["language"],
     script:
         "../scripts/transcribe.py"

@@ -7,7 +7,7 @@ with to_file(snakemake.log[0]):
         snakemake.input.manifest,
         snakemake.input.segments,
         snakemake.output.transcript,
-        cfg={**snakemake.params.cfg, "workers": snakemake.params.workers},
+        cfg={**snakemake.params.cfg, "workers": snakemake.config["transcribe"]["workers"]},
         language=snakemake.params.language,
         threads=snakemake.threads,
     )

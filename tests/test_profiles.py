@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO, write_config
 
 PROFILES = REPO / "profiles"
-# The rules that run on a GPU (one per GPU stage), as the profiles name them.
+# The GPU stages' rules; any other rule that declares a `gpu` resource counts as a GPU rule too.
 GPU_RULES = ("transcribe", "train", "synthesize")
 
 
@@ -42,6 +42,13 @@ def snakemake_options() -> set[str]:
     return set(re.findall(r"--([a-z][a-z0-9-]+)", out))
 
 
+def profile_gpu_rules(name: str) -> set[str]:
+    """The rules a profile gives a GPU."""
+    profile = yaml.safe_load((PROFILES / name / "profile.yaml").read_text())
+    return {rule for rule, resources in profile["set-resources"].items() if resources.get("gpu")}
+
+
+@cache
 def workflow_rules() -> set[str]:
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules"], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
@@ -98,25 +105,34 @@ def test_profile_keys_are_snakemake_options_and_all_commented(name):
     assert not uncommented_keys(text), f"profiles/{name}: keys without a comment: {uncommented_keys(text)}"
 
 
+@pytest.fixture(scope="module")
+def declared_gpu_rules(dry_workdir) -> set[str]:
+    """Rules whose jobs ask for a GPU in a plain run (their own `resources: gpu=`), plus the GPU stages."""
+    plan = plan_resources(dry_workdir)
+    return set(GPU_RULES) | {rule for rule, jobs in plan.items() if any(job.get("gpu") for job in jobs)}
+
+
 @pytest.mark.parametrize("name", ["slurm", "workstation"])
-def test_profile_gives_each_gpu_rule_one_gpu(name):
+def test_profile_gives_each_gpu_rule_one_gpu(name, declared_gpu_rules):
     profile = yaml.safe_load((PROFILES / name / "profile.yaml").read_text())
     rules = workflow_rules()
-    missing = [r for r in GPU_RULES if r not in rules]
+    missing = sorted(set(GPU_RULES) - rules)
     assert not missing, f"GPU rules {missing} are not rules of the workflow (rules: {sorted(rules)})"
     assert set(profile["set-resources"]) <= rules, "set-resources names a rule the workflow does not have"
-    for rule in GPU_RULES:
-        assert profile["set-resources"][rule]["gpu"] == 1, f"profiles/{name}: {rule} does not ask for gpu: 1"
+    for rule in sorted(declared_gpu_rules):
+        resources = profile["set-resources"].get(rule, {})
+        assert resources.get("gpu") == 1, f"profiles/{name}: GPU rule {rule} is not given gpu: 1 in set-resources"
 
 
 def test_slurm_profile_sends_gpu_rules_to_a_gpu_partition_for_longer():
     profile = yaml.safe_load((PROFILES / "slurm" / "profile.yaml").read_text())
+    assert set(GPU_RULES) <= profile_gpu_rules("slurm")
     assert profile["executor"] == "slurm"
     assert profile["software-deployment-method"] == "conda"
     assert profile["rerun-incomplete"] is True and profile["retries"] >= 1 and profile["latency-wait"] >= 10
     defaults = profile["default-resources"]
     assert {"runtime", "mem_mb", "slurm_partition"} <= set(defaults)
-    for rule in GPU_RULES:
+    for rule in profile_gpu_rules("slurm"):
         resources = profile["set-resources"][rule]
         assert resources["slurm_partition"] != defaults["slurm_partition"], f"{rule} is not sent to a GPU partition"
         assert resources["cpus_per_gpu"] >= 1
@@ -129,7 +145,7 @@ def test_workstation_profile_limits_gpu_jobs_to_the_cards(dry_workdir):
     plan = plan_resources(dry_workdir, "--profile", str(PROFILES / "workstation"))
     for rule, jobs in plan.items():
         gpu = {job.get("gpu") for job in jobs}
-        assert gpu == ({"1"} if rule in GPU_RULES else {None}), f"{rule}: gpu resource {gpu}"
+        assert gpu == ({"1"} if rule in profile_gpu_rules("workstation") else {None}), f"{rule}: gpu {gpu}"
     assert set(GPU_RULES) <= set(plan), f"the plan lacks GPU rules: {sorted(plan)}"
 
 
@@ -139,7 +155,7 @@ def test_slurm_profile_plan_puts_gpu_jobs_on_the_gpu_partition(dry_workdir, tmp_
     assert set(GPU_RULES) <= set(plan), f"the plan lacks GPU rules: {sorted(plan)}"
     for rule, jobs in plan.items():
         for job in jobs:
-            if rule in GPU_RULES:
+            if rule in profile_gpu_rules("slurm"):
                 assert (job["slurm_partition"], job["gpu"]) == ("gpu-test", "1"), f"{rule}: {job}"
                 assert int(job["runtime"]) > 60 and "cpus_per_gpu" in job, f"{rule}: {job}"
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,9 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO
-from train_fixtures import copy_base, long_clip_dataset, settings, tiny_base, tiny_dataset, write_stats
+from train_fixtures import FAST, copy_base, long_clip_dataset, settings, tiny_base, tiny_dataset, write_stats
 
 from xttsflow import checkpoints
+from xttsflow.audio import write_wav
+from xttsflow.demo import espeak
 from xttsflow.errors import XttsflowError
 from xttsflow.train import Trainer
 
@@ -79,9 +82,8 @@ def test_full_finetune_trains_the_gpt_and_nothing_else(tmp_path):
 
 
 def _train_cli(tmp: Path, max_steps: int) -> list[str]:
-    sets = {"language": "en", "batch_size": 2, "num_workers": 0, "max_steps": max_steps, "save_every_n_steps": 3,
-            "learning_rate": 1e-3, "lora_dropout": 0.1, "eval_audio": False, "use_tensorboard": False,
-            "checkpoint_dir": str(tmp / "checkpoints"), "log_dir": str(tmp / "runs"), "log_every_n_steps": 1}
+    sets = {**FAST, "max_steps": max_steps, "save_every_n_steps": 3, "learning_rate": 1e-3, "lora_dropout": 0.1,
+            "checkpoint_dir": str(tmp / "checkpoints"), "log_dir": str(tmp / "runs")}
     return [sys.executable, "-m", "xttsflow.train", "--base", str(tiny_base()), "--dataset", str(tiny_dataset()),
             "--threads", "1", "--no-progress", *[f"--set={k}={v}" for k, v in sets.items()]]
 
@@ -166,10 +168,34 @@ def test_bad_input_fails_with_a_clear_error(tmp_path, case, message):
             (base / "dvae.pth").unlink()
         elif case == "truncated model.pth":
             data = (base / "model.pth").read_bytes()
-            (base / "model.pth").unlink()  # a hard link in the copy would damage the shared base
+            (base / "model.pth").unlink()  # a hard link: replace it, never write through it
             (base / "model.pth").write_bytes(data[: len(data) // 3])
         else:
             (base / "model.pth").unlink()
             (base / "model.pth").write_bytes(b"not a checkpoint\n" * 100)
     with pytest.raises(XttsflowError, match=message):
         Trainer(settings(tmp_path, dataset=dataset, language=None), base)
+
+
+@pytest.mark.slow
+def test_train_rule_builds_the_tiny_base_trains_and_reruns_only_on_a_setting_change(tmp_path):
+    from conftest import planned_jobs, snakemake, write_config
+
+    shutil.copytree(tiny_dataset(), tmp_path / "dataset")
+    write_wav(tmp_path / "recording.wav", espeak("A recording for the source list."), 22050)
+    train = {"base_model": "builtin:tiny", "max_steps": 3, "batch_size": 2, "num_workers": 0, "eval_audio": False}
+    config = {"sources": [{"path": "recording.wav", "speaker": "demo", "language": "en"}], "until": "train",
+              "train": train}
+    write_config(tmp_path, config)
+    # only the train stage's rules: the dataset above stands in for the upstream stages
+    only_train = ["--allowed-rules", "base_model", "train", "--", "checkpoints/main/export/model.pth"]
+    snakemake(tmp_path, "--cores", "2", *only_train)
+
+    summary = json.loads((tmp_path / "checkpoints/main/train_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["settings"]["lora_rank"] == 8
+    assert {p.name for p in (tmp_path / "models/base").iterdir()} >= {"model.pth", "dvae.pth", "vocab.json"}
+    assert (tmp_path / "runs/main").is_dir()
+    assert "trainable parameters" in (tmp_path / "logs/train/main.log").read_text()
+    assert planned_jobs(tmp_path, *only_train) == {}  # nothing changed: nothing to do
+    write_config(tmp_path, {**config, "train": {**train, "lora_rank": 4}})
+    assert planned_jobs(tmp_path, *only_train) == {"train": 1}  # a training setting changed: training only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,8 +31,8 @@ def tiny_base() -> Path:
 
 
 def copy_base(dest: Path) -> Path:
-    """A private copy of the tiny base (for tests that damage it)."""
-    shutil.copytree(tiny_base(), dest)
+    """A private copy of the tiny base made of hard links: unlink a file before replacing it."""
+    shutil.copytree(tiny_base(), dest, copy_function=os.link)
     return dest
 
 

@@ -15,7 +15,9 @@ def _ordered(section: dict, name: str, low: str, high: str) -> None:
 
 def check_config(config: dict) -> None:
     """Raise XttsflowError naming the keys when options contradict each other."""
-    _ordered(config.get("segment", {}), "segment", "min_duration", "max_duration")
+    from .segment import validate_segment_config  # imported here: the segment module pulls in numpy I/O
+
+    validate_segment_config(config.get("segment", {}))
     dataset = config.get("dataset", {})
     _ordered(dataset, "dataset", "min_duration", "max_duration")
     xtts_limit = XTTS_MAX_WAV_SAMPLES / TRAIN_SAMPLE_RATE

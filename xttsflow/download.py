@@ -83,14 +83,7 @@ def resolve_url(url: str, out: str | Path, cfg: IngestConfig) -> dict:
     """List the media items behind `url` (one for a plain media URL) and write them to `out` atomically."""
     url_id = url_source_id(url)
     where = f"ingest: URL source {url_id} ({url})"
-    opts = _options(cfg, extract_flat="in_playlist", skip_download=True, ignore_no_formats_error=True)
-
-    def attempt() -> dict:
-        with yt_dlp.YoutubeDL(opts) as ydl:
-            info = ydl.extract_info(url, download=False)
-            return ydl.sanitize_info(info)
-
-    info, attempts = _with_retries(attempt, cfg, where)
+    info, attempts = _flat_info(url, cfg, where)
     entries, seen = [], set()
     for entry in _entries(info, url, cfg, depth=0, where=where):
         entry["id"] = url_entry_id(url_id, entry["entry_id"])
@@ -113,34 +106,37 @@ def _entries(info: dict, url: str, cfg: IngestConfig, depth: int, where: str) ->
     for index, item in enumerate(info.get("entries") or [], start=1):
         if item is None:  # yt-dlp's placeholder for an unavailable item
             continue
-        if depth < MAX_NESTING and _is_playlist_reference(item):
-            found += _entries(resolve_nested(item["url"], cfg, where), item["url"], cfg, depth + 1, where)
-        elif item.get("_type") == "playlist":
-            found += _entries(item, url, cfg, depth + 1, where)
+        nested = _nested_playlist_url(item)
+        if nested and depth < MAX_NESTING:
+            found += _entries(_flat_info(nested, cfg, f"{where} (nested playlist {nested})")[0], nested, cfg,
+                              depth + 1, where)
         else:
             found.append(_entry(item, url, index, info.get("extractor_key")))
     return found
 
 
-def _is_playlist_reference(item: dict) -> bool:
-    """A flat entry that points at another playlist (a YouTube channel lists its tabs like this)."""
-    if item.get("_type") not in ("url", "url_transparent") or not item.get("ie_key"):
-        return False
-    try:
-        kind = get_info_extractor(item["ie_key"])._RETURN_TYPE
-    except (AttributeError, KeyError):
-        return False
-    return kind == "playlist" or item["ie_key"] == "YoutubeTab"
-
-
-def resolve_nested(url: str, cfg: IngestConfig, where: str) -> dict:
+def _flat_info(url: str, cfg: IngestConfig, where: str) -> tuple[dict, int]:
+    """yt-dlp's flat listing of `url` (playlist items are named, not fetched), with retries."""
     opts = _options(cfg, extract_flat="in_playlist", skip_download=True, ignore_no_formats_error=True)
 
     def attempt() -> dict:
         with yt_dlp.YoutubeDL(opts) as ydl:
             return ydl.sanitize_info(ydl.extract_info(url, download=False))
 
-    return _with_retries(attempt, cfg, f"{where} (nested playlist {url})")[0]
+    return _with_retries(attempt, cfg, where)
+
+
+def _nested_playlist_url(item: dict) -> str | None:
+    """The URL of an entry that is itself a playlist (a YouTube channel lists its tabs like this)."""
+    if item.get("_type") == "playlist":
+        return item.get("webpage_url") or item.get("url")
+    if item.get("_type") not in ("url", "url_transparent") or not item.get("ie_key"):
+        return None
+    try:
+        kind = get_info_extractor(item["ie_key"])._RETURN_TYPE
+    except (AttributeError, KeyError):
+        return None
+    return item["url"] if kind == "playlist" or item["ie_key"] == "YoutubeTab" else None
 
 
 def _entry(item: dict, parent_url: str, index: int | None, parent_extractor: str | None) -> dict:
@@ -155,7 +151,7 @@ def _entry(item: dict, parent_url: str, index: int | None, parent_extractor: str
     else:
         # A fully extracted item: a single media URL, or one of several media inside one page, which
         # is fetched again as item `index` of that page.
-        entry_id, extractor = str(item["id"]), item.get("extractor_key") or parent_extractor or "generic"
+        entry_id, extractor = str(item["id"]), item.get("extractor_key") or parent_extractor or "Generic"
         fetch_url = parent_url if index is not None else (item.get("webpage_url") or parent_url)
     duration = item.get("duration")
     return {

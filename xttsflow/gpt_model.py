@@ -14,7 +14,7 @@ import torch
 
 from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES
 from .errors import XttsflowError
-from .xtts_model import XTTS_FILES, check_layout, fix_generation_cache, load_state, read_config
+from .xtts_model import XTTS_FILES, check_layout, fix_generation_cache, load_state, read_config, skip_weight_init
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def build_gpt_trainer(base_dir: str | Path, batch_size: int = 1):
     dvae_state = load_state(base_dir / "dvae.pth", "DVAE checkpoint")
     fix_generation_cache()
     config = trainer_config(base_dir, batch_size)
-    model = GPTTrainer(config)
+    with skip_weight_init():  # the DVAE and Xtts weights are loaded strictly below
+        model = GPTTrainer(config)
     _strict_load(model.dvae, dvae_state, base_dir / "dvae.pth")
     load_base_weights(model, base_dir / "model.pth")
     model.eval()
@@ -117,7 +118,11 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
 
 
 def parameter_counts(model) -> dict[str, int]:
-    gpt = model.xtts.gpt
-    trainable = sum(p.numel() for p in gpt.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in gpt.parameters())
-    return {"trainable": trainable, "gpt_total": total, "model_total": sum(p.numel() for p in model.xtts.parameters())}
+    """Trainable parameters, and the sizes of the GPT and of the whole model without the adapters."""
+    named = dict(model.xtts.named_parameters())
+    base = {name: p for name, p in named.items() if ".lora_" not in name}
+    return {
+        "trainable": sum(p.numel() for p in named.values() if p.requires_grad),
+        "gpt_total": sum(p.numel() for name, p in base.items() if name.startswith("gpt.")),
+        "model_total": sum(p.numel() for p in base.values()),
+    }

@@ -152,8 +152,12 @@ def _sha256(path: Path) -> str:
 URL_RE = re.compile(r"^https?://", re.IGNORECASE)
 
 
-def ingest_any(inputs: list[str], out_dir: Path, speaker: str, language: str, cfg: IngestConfig) -> list[dict]:
-    """Ingest local paths (files, folders, globs) and URLs into `out_dir`; one failure never stops the rest."""
+def ingest_any(inputs: list[str], out_dir: Path, speaker: str, language: str,
+               cfg: IngestConfig) -> tuple[list[dict], list[str]]:
+    """Ingest local paths (files, folders, globs) and URLs into `out_dir`: (records, error messages).
+
+    One failure never stops the rest.
+    """
     from . import download  # yt-dlp is only imported when a URL needs it
 
     records, failures = [], []
@@ -178,11 +182,7 @@ def ingest_any(inputs: list[str], out_dir: Path, speaker: str, language: str, cf
                     records.append(download.ingest_url(source, entry, flac, info, cfg))
             except XttsflowError as err:
                 failures.append(str(err))
-    for message in failures:
-        log.error("%s", message)
-    if failures:
-        raise XttsflowError(f"{len(failures)} source(s) failed (the others were ingested): " + "; ".join(failures))
-    return records
+    return records, failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,8 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         backoff_s=args.backoff, archive=args.archive or str(args.out / "download-archive.txt"),
         download_dir=args.download_dir or str(args.out / "downloads"),
     )
-    for record in ingest_any(args.inputs, args.out, args.speaker, args.language, cfg):
+    records, failures = ingest_any(args.inputs, args.out, args.speaker, args.language, cfg)
+    for record in records:
         print(f"{record['source']}\t{record['ingest']['flac']['duration']:.1f} s\t{record['location']}")
+    for message in failures:
+        log.error("%s", message)
+    if failures:
+        raise XttsflowError(f"{len(failures)} source(s) failed (errors above); {len(records)} ingested")
     return 0
 
 

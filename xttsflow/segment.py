@@ -59,12 +59,13 @@ def validate_segment_config(cfg: dict) -> SegmentConfig:
         raise XttsflowError(f"config: segment.{unknown[0]} is not an option (allowed: {', '.join(known)})")
     values = {}
     for name, value in cfg.items():
-        kind = int if known[name].type in ("int", int) else float if known[name].type in ("float", float) else str
-        if kind is str and not isinstance(value, str) or kind is not str and (
-                isinstance(value, bool) or not isinstance(value, (int, float))
-                or kind is int and value != int(value)):
-            raise XttsflowError(f"config: segment.{name} must be {'an integer' if kind is int else kind.__name__}"
-                                f" (got {value!r})")
+        kind = {"int": int, "float": float}.get(str(known[name].type), str)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is str and not isinstance(value, str) or kind is not str and not number:
+            wanted = "text" if kind is str else "a number"
+            raise XttsflowError(f"config: segment.{name} must be {wanted} (got {value!r})")
+        if kind is int and value != int(value):
+            raise XttsflowError(f"config: segment.{name} must be a whole number (got {value!r})")
         values[name] = kind(value)
     c = SegmentConfig(**values)
 
@@ -171,16 +172,16 @@ def refine_pauses(pauses: np.ndarray, power: np.ndarray, tail_frames: int = TAIL
 def speech_chunks(pauses: np.ndarray, n: int, keep_frames: int) -> list[Span]:
     """Speech between pauses, each widened by up to `keep_frames` of its pauses but never past their middle."""
     cuts = np.concatenate(([0], pauses.ravel(), [n])).reshape(-1, 2)
-    cuts = cuts[cuts[:, 1] > cuts[:, 0]]
+    cuts = cuts[cuts[:, 1] > cuts[:, 0]].tolist()
     spans = []
-    for k, (s, e) in enumerate(cuts.tolist()):
-        gap_before = s - cuts[k - 1, 1] if k else s
-        gap_after = cuts[k + 1, 0] - e if k + 1 < len(cuts) else n - e
+    for k, (s, e) in enumerate(cuts):
+        gap_before = s - cuts[k - 1][1] if k else s
+        gap_after = cuts[k + 1][0] - e if k + 1 < len(cuts) else n - e
         # The edge of the recording is not shared, so its silence may all go to this span.
         pad_before = min(keep_frames, gap_before - gap_before // 2 if k else gap_before)
         pad_after = min(keep_frames, gap_after // 2 if k + 1 < len(cuts) else gap_after)
         spans.append(Span(s - pad_before, e + pad_after, "silence" if k else "start",
-                          "silence" if k + 1 < len(cuts) else "end", int(gap_before) if k else 0))
+                          "silence" if k + 1 < len(cuts) else "end", gap_before if k else 0))
     return spans
 
 
@@ -372,31 +373,38 @@ def _times(span: Span, sr: int) -> dict:
 
 def _write_segments(audio: Path, out_dir, source: str, segments: list[Span], power: np.ndarray,
                     cfg: SegmentConfig) -> list[dict]:
+    """Pass 2: decode again, and write every planned segment into a folder that replaces `out_dir` whole."""
     sr = cfg.sample_rate
-    thresh = 10 ** (cfg.silence_thresh_dbfs / 10)
     bounds = [(sp.start * sr // FRAMES_PER_S, sp.end * sr // FRAMES_PER_S) for sp in segments]
-    records = []
     with atomic_dir(out_dir) as tmp:
         blocks = decode_stream(audio, sr, block_samples(sr))
-        for k, (span, samples) in enumerate(zip(segments, slices(blocks, bounds), strict=True)):
-            frames = power[span.start: span.end]
-            voiced = frames >= thresh
-            speech_power = float(frames[voiced].mean()) if voiced.any() else float(frames.mean())
-            pcm, gain_db = finish(samples, speech_power, cfg)
-            seg_id = f"{source}_{k + 1:04d}"
-            write_pcm16(tmp / f"{seg_id}.wav", pcm, sr)
-            scaled = pcm.astype(np.float64) / 32768
-            records.append({
-                "id": seg_id, "file": f"{seg_id}.wav", **_times(span, sr),
-                "peak_dbfs": _db(float(np.max(np.abs(scaled))) ** 2),
-                "rms_dbfs": _db(float(np.mean(scaled * scaled))),
-                "gain_db": round(gain_db, 2),
-                "speech_ratio": round(float(voiced.mean()), 4),
-                "cut": span.end_cut, "start_cut": span.start_cut,
-            })
-        for _ in blocks:  # read to the end so that a decode error late in the file is not missed
-            pass
+        try:
+            records = [_write_one(tmp, f"{source}_{k + 1:04d}", span, samples, power, cfg)
+                       for k, (span, samples) in enumerate(zip(segments, slices(blocks, bounds), strict=True))]
+            for _ in blocks:  # read to the end so that a decode error late in the file is not missed
+                pass
+        finally:
+            blocks.close()  # stops FFmpeg at once if anything above failed
     return records
+
+
+def _write_one(folder: Path, seg_id: str, span: Span, samples: np.ndarray, power: np.ndarray,
+               cfg: SegmentConfig) -> dict:
+    """Normalise and write one segment; return its manifest record."""
+    frames = power[span.start: span.end]
+    voiced = frames >= 10 ** (cfg.silence_thresh_dbfs / 10)
+    speech_power = float(frames[voiced].mean()) if voiced.any() else float(frames.mean())
+    pcm, gain_db = finish(samples, speech_power, cfg)
+    write_pcm16(folder / f"{seg_id}.wav", pcm, cfg.sample_rate)
+    scaled = pcm.astype(np.float64) / 32768
+    return {
+        "id": seg_id, "file": f"{seg_id}.wav", **_times(span, cfg.sample_rate),
+        "peak_dbfs": _db(float(np.max(np.abs(scaled))) ** 2),
+        "rms_dbfs": _db(float(np.mean(scaled * scaled))),
+        "gain_db": round(gain_db, 2),
+        "speech_ratio": round(float(voiced.mean()), 4),
+        "cut": span.end_cut, "start_cut": span.start_cut,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,11 +57,16 @@ def _load(path: Path) -> np.ndarray:
     if not np.any(wav):
         return wav[:0]
     if rate != ENCODER_SAMPLE_RATE:
-        import librosa
+        import soxr  # what librosa.resample calls, without librosa's first-call overhead
 
-        wav = librosa.resample(wav, orig_sr=rate, target_sr=ENCODER_SAMPLE_RATE)
+        wav = soxr.resample(wav, rate, ENCODER_SAMPLE_RATE).astype(np.float32)
     trimmed = preprocess_wav(wav)
-    return trimmed if len(trimmed) >= MIN_VOICED_S * ENCODER_SAMPLE_RATE else wav
+    if len(trimmed) >= MIN_VOICED_S * ENCODER_SAMPLE_RATE:
+        return trimmed
+    from resemblyzer.audio import normalize_volume
+    from resemblyzer.hparams import audio_norm_target_dBFS
+
+    return normalize_volume(wav, audio_norm_target_dBFS, increase_only=True)
 
 
 def embed_files(paths: Sequence[str | os.PathLike], device: str = "auto", threads: int | None = None) -> np.ndarray:

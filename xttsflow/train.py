@@ -331,7 +331,7 @@ class Trainer:
             lr = self.scheduler.get_last_lr()[0]
             grad_norm = self.optimizer_step()
             bar.update(1)
-            bar.set_postfix(loss=f"{losses['loss'].item():.3f}")
+            bar.set_postfix(loss=f"{losses['loss'].item():.3f}", refresh=False)
             if self.step % s.log_every_n_steps == 0 or self.step == self.total_steps:
                 self._log_train(logger, window, lr, grad_norm, time.perf_counter() - started)
                 window, started = Counter(), time.perf_counter()

@@ -12,6 +12,8 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
+import subprocess
 import sys
 import time
 import zlib
@@ -69,15 +71,20 @@ def resolve_model(model: str) -> str:
     except ImportError as err:
         raise XttsflowError(f"transcribe: model {model} needs the PyPI package {package.replace('_', '-')} "
                             f"— pip install {package.replace('_', '-')}") from err
-    folder = Path(module.get_model_path() if hasattr(module, "get_model_path") else Path(module.__file__).parent / "model")
+    getter = getattr(module, "get_model_path", None)
+    folder = Path(getter()) if getter else Path(module.__file__).parent / "model"
     if not (folder / "model.bin").is_file():
         raise XttsflowError(f"transcribe: {package} is installed but {folder}/model.bin is missing — reinstall it")
     return str(folder)
 
 
-def resolve_device(device: str) -> str:
+def resolve_device(device: str, backend: str = "openai-whisper") -> str:
     if device != "auto":
         return device
+    if backend == "faster-whisper":  # ask CTranslate2: importing torch would cost each worker seconds
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -266,8 +273,11 @@ class Transcriber:
         self.cfg = {**DEFAULTS, **cfg}
         if self.cfg["backend"] not in BACKENDS:
             raise XttsflowError(f"transcribe: unknown backend {self.cfg['backend']!r} — use one of {sorted(BACKENDS)}")
-        self.device = resolve_device(self.cfg["device"])
+        self.device = resolve_device(self.cfg["device"], self.cfg["backend"])
+        start = time.perf_counter()
         self.impl = BACKENDS[self.cfg["backend"]](self.cfg, max(1, threads), self.device)
+        log.info("transcribe: loaded %s %s on %s in %.1f s", self.cfg["backend"], self.cfg["model"], self.device,
+                 time.perf_counter() - start)
         self.backend, self.model_name, self.version = self.impl.backend, self.impl.model_name, self.impl.version
 
     def transcribe(self, paths: list, language: str | None) -> list[dict]:
@@ -384,6 +394,20 @@ def worker_memory(cfg: dict) -> int:
     return int(weights * (1.0 + 0.05 * cfg["batch_size"]) + CUDA_CONTEXT_BYTES)
 
 
+def free_gpu_memory() -> int:
+    """Free bytes on the first visible GPU, from nvidia-smi: this process then holds no CUDA context of its own."""
+    exe = shutil.which("nvidia-smi")
+    if exe:
+        device = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0].strip()
+        proc = subprocess.run([exe, "-i", device, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True)
+        if proc.returncode == 0 and proc.stdout.strip():
+            return int(float(proc.stdout.split()[0]) * 2**20)
+    import torch
+
+    return torch.cuda.mem_get_info()[0]
+
+
 def plan_workers(cfg: dict, device: str, threads: int, n_files: int, free_vram: int | None = None) -> int:
     """How many model workers: a number from config, or on GPU as many as fit in free VRAM (one on CPU)."""
     cfg = {**DEFAULTS, **cfg}
@@ -393,9 +417,7 @@ def plan_workers(cfg: dict, device: str, threads: int, n_files: int, free_vram: 
         raise XttsflowError(f"transcribe.workers must be a number or 'auto', not {cfg['workers']!r}")
     elif device == "cuda":
         if free_vram is None:
-            import torch
-
-            free_vram, _ = torch.cuda.mem_get_info()
+            free_vram = free_gpu_memory()
         wanted = free_vram // worker_memory(cfg)
         if wanted < 1:
             raise XttsflowError(f"transcribe: model {cfg['model']} needs ~{worker_memory(cfg) / 2**30:.1f} GiB of GPU "
@@ -419,10 +441,18 @@ def _work(paths: list[str], language: str | None) -> list[dict]:
     return _WORKER.transcribe(paths, language)
 
 
-def transcribe_files(paths: list, language: str | None, cfg: dict, threads: int = 1, on_done=None) -> dict:
-    """Transcribe `paths` with one model per worker; on_done(index, result) as each file finishes."""
+def transcribe_files(paths: list, language: str | None, cfg: dict, threads: int = 1,
+                     on_done=None) -> tuple[list[dict], dict]:
+    """Results for `paths` (one model per worker) and how they were made; on_done(index, result) as each finishes."""
     cfg = {**DEFAULTS, **cfg}
-    device = resolve_device(cfg["device"])
+    results: list[dict] = [{}] * len(paths)
+
+    def finished(i: int, result: dict) -> None:
+        results[i] = result
+        if on_done:
+            on_done(i, result)
+
+    device = resolve_device(cfg["device"], cfg["backend"])
     workers = plan_workers(cfg, device, threads, len(paths))
     chunk = max(1, cfg["batch_size"] if cfg["backend"] == "faster-whisper" else 4)
     chunks = [list(range(i, min(i + chunk, len(paths)))) for i in range(0, len(paths), chunk)]
@@ -430,7 +460,7 @@ def transcribe_files(paths: list, language: str | None, cfg: dict, threads: int 
         transcriber = make_transcriber(cfg, threads)
         for idx in chunks:
             for i, result in zip(idx, transcriber.transcribe([paths[i] for i in idx], language), strict=True):
-                on_done(i, result)
+                finished(i, result)
         info = transcriber
     else:
         # spawn: CUDA cannot be used in a forked child; each worker loads the model once in its initializer.
@@ -440,12 +470,12 @@ def transcribe_files(paths: list, language: str | None, cfg: dict, threads: int 
             futures = {pool.submit(_work, [str(paths[i]) for i in idx], language): idx for idx in chunks}
             for future in as_completed(futures):
                 for i, result in zip(futures[future], future.result(), strict=True):
-                    on_done(i, result)
+                    finished(i, result)
         info = None
     backend_mod = "faster_whisper" if cfg["backend"] == "faster-whisper" else "whisper.version"
     version = info.version if info else importlib.import_module(backend_mod).__version__
-    return {"backend": cfg["backend"], "model": cfg["model"], "version": version, "device": device,
-            "workers": workers, "threads": threads}
+    return results, {"backend": cfg["backend"], "model": cfg["model"], "version": version, "device": device,
+                     "workers": workers, "threads": threads}
 
 
 class Journal:
@@ -515,7 +545,7 @@ def transcribe_source(manifest: str | os.PathLike, segments_dir: str | os.PathLi
                     journal.add(todo[i]["id"], result)
                     bar.update(1)
 
-                run = transcribe_files([segments_dir / s["file"] for s in todo], language, cfg, threads, done)
+                _, run = transcribe_files([segments_dir / s["file"] for s in todo], language, cfg, threads, done)
     except BaseException:
         journal.close(remove=False)
         raise

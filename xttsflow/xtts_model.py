@@ -9,6 +9,7 @@ code path of the real XTTS-v2.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pickle
@@ -92,7 +93,8 @@ def load_xtts(checkpoint_dir: str | Path, device: str = "cpu"):
     folder = check_layout(checkpoint_dir, INFERENCE_FILES)
     config = read_config(folder)
     fix_generation_cache()
-    model = Xtts(config)  # what the deprecated Xtts.init_from_config does
+    with skip_weight_init():  # every weight is loaded (strictly) right after
+        model = Xtts(config)  # what the deprecated Xtts.init_from_config does
     try:
         model.load_checkpoint(config, checkpoint_dir=str(folder), eval=True, use_deepspeed=False)
     except _LOAD_ERRORS as err:
@@ -104,6 +106,29 @@ def load_xtts(checkpoint_dir: str | Path, device: str = "cpu"):
     model.to(device)
     model.eval()
     return model
+
+
+_INITS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_", "xavier_uniform_",
+          "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+
+
+@contextlib.contextmanager
+def skip_weight_init():
+    """Build modules without random initialisation, for weights that a strict load_state_dict overwrites.
+
+    The real XTTS has ~500 M parameters; drawing random values for all of them only to replace them
+    costs seconds on every load.
+    """
+    import torch.nn.init as init
+
+    saved = {name: getattr(init, name) for name in _INITS}
+    for name in _INITS:
+        setattr(init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(init, name, fn)
 
 
 def fix_generation_cache() -> None:
@@ -160,7 +185,7 @@ def build_tokenizer(path: Path, merges: int = 256) -> None:
     tokenizer.save(str(path))
 
 
-def _tiny_config(vocab: Path):
+def _random_config(vocab: Path, gpt: dict):
     from TTS.tts.configs.xtts_config import XttsConfig
     from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
 
@@ -170,9 +195,9 @@ def _tiny_config(vocab: Path):
     config.audio.dvae_sample_rate = TRAIN_SAMPLE_RATE
     config.audio.output_sample_rate = OUTPUT_SAMPLE_RATE
     args = config.model_args
-    for key, value in TINY_GPT.items():
+    for key, value in gpt.items():
         setattr(args, key, value)
-    args.decoder_input_dim = TINY_GPT["gpt_n_model_channels"]  # HiFi-GAN reads the GPT's latents
+    args.decoder_input_dim = gpt["gpt_n_model_channels"]  # HiFi-GAN reads the GPT's latents
     args.gpt_number_text_tokens = tokenizer.get_number_tokens()
     args.gpt_start_text_token = tokenizer.tokenizer.token_to_id("[START]")
     args.gpt_stop_text_token = tokenizer.tokenizer.token_to_id("[STOP]")
@@ -206,13 +231,20 @@ def _voice_like(seconds: float = 4.0, seed: int = 0) -> torch.Tensor:
 
 def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
     """Write a random tiny XTTS (2-layer, 64-channel GPT) folder in XTTS's exact layout; return it."""
+    return build_random_checkpoint(out_dir, seed, **TINY_GPT)
+
+
+def build_random_checkpoint(out_dir: str | Path, seed: int = 0, gpt_layers: int = 2, gpt_n_model_channels: int = 64,
+                            gpt_n_heads: int = 4) -> Path:
+    """A randomly initialised XTTS of the given GPT size (XTTS-v2: 30 layers, 1024 channels, 16 heads)."""
     from TTS.tts.models.xtts import Xtts
 
+    gpt = {"gpt_layers": gpt_layers, "gpt_n_model_channels": gpt_n_model_channels, "gpt_n_heads": gpt_n_heads}
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     with atomic_dir(out_dir) as tmp:
         build_tokenizer(tmp / "vocab.json")
-        config = _tiny_config(tmp / "vocab.json")
+        config = _random_config(tmp / "vocab.json", gpt)
         fix_generation_cache()
         model = Xtts(config)
         dvae = build_dvae()
@@ -228,8 +260,9 @@ def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
         embedding = model.get_speaker_embedding(voice, TRAIN_SAMPLE_RATE)
         save_state(tmp / "speakers_xtts.pth", {"tiny": {"gpt_cond_latent": latents, "speaker_embedding": embedding}})
         write_json(tmp / "config.json", config.to_dict())
-        write_json(tmp / "xttsflow.json", {"builder": "xttsflow.xtts_model.build_tiny_checkpoint", "seed": seed})
-    log.info("built a tiny random XTTS checkpoint in %s", out_dir)
+        write_json(tmp / "xttsflow.json", {"builder": "xttsflow.xtts_model.build_random_checkpoint", "seed": seed,
+                                           **gpt})
+    log.info("built a random XTTS checkpoint (%s) in %s", gpt, out_dir)
     return out_dir
 
 

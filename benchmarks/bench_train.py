@@ -1,0 +1,241 @@
+"""Train-stage benchmark (CPU): LoRA vs full GPT fine-tuning, and our loop vs coqui's GPTTrainer + Trainer.
+
+    .venv/bin/python benchmarks/bench_train.py            # mid-size GPT (8 layers, 512 channels)
+    .venv/bin/python benchmarks/bench_train.py --quick    # the tiny GPT, a smoke run
+
+Every measurement runs in its own subprocess (a clean peak-memory reading) on the same random XTTS
+checkpoint, the same espeak clips, batch size and thread count. Step time is the median time between
+consecutive optimizer steps after a warm-up, data loading included. Memory is the process's resident
+set, sampled every 2 ms while training: its peak, and its growth over the loaded model (the weights
+are the same in every run; gradients, optimizer state and activations make the difference). Targets
+(issue 4): LoRA peak memory <= 60% of full fine-tuning; our loop's step time <= 110% of coqui's.
+Also printed: the trainable fraction of LoRA on the real XTTS-v2 dimensions, built on the meta device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MID = {"gpt_layers": 8, "gpt_n_model_channels": 512, "gpt_n_heads": 8}
+TINY = {"gpt_layers": 2, "gpt_n_model_channels": 64, "gpt_n_heads": 4}
+XTTS_V2 = {"layers": 30, "model_dim": 1024, "heads": 16, "number_text_tokens": 6681, "num_audio_tokens": 1026}
+
+
+class RssPeak:
+    """Peak resident memory of this process while the `with` block runs (sampled from /proc)."""
+
+    def __init__(self, interval: float = 0.002):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    @staticmethod
+    def now() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.now())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.start = self.now()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def make_inputs(work: Path, gpt: dict, clips: int) -> tuple[Path, Path]:
+    """A random XTTS checkpoint of the given GPT size and an LJSpeech dataset of `clips` espeak clips."""
+    from xttsflow.atomic import write_json
+    from xttsflow.audio import write_wav
+    from xttsflow.demo import DEMO_SENTENCES, espeak
+    from xttsflow.xtts_model import build_random_checkpoint
+
+    base = build_random_checkpoint(work / "base", seed=0, **gpt)
+    data = work / "dataset"
+    (data / "wavs").mkdir(parents=True)
+    rows = []
+    for i in range(clips):
+        text = DEMO_SENTENCES[i % 8]
+        wav = data / "wavs" / f"c{i:03d}.wav"
+        if i < 8:
+            write_wav(wav, espeak(text), 22050)
+        else:  # the same 8 recordings again: enough clips that no epoch ends inside the measured steps
+            os.link(data / "wavs" / f"c{i % 8:03d}.wav", wav)
+        rows.append(f"c{i:03d}|{text}|{text}")
+    (data / "metadata_train.csv").write_text("\n".join(rows) + "\n")
+    (data / "metadata_val.csv").write_text(rows[0] + "\n")
+    write_json(data / "stats.json", {"datasets": [{"formatter": "ljspeech", "path": ".", "language": "en",
+                                                   "meta_file_train": "metadata_train.csv",
+                                                   "meta_file_val": "metadata_val.csv"}]})
+    return base, data
+
+
+class _Measured(Exception):
+    """Raised after the last measured step, so validation and export stay out of the timings."""
+
+
+def run_ours(base: str, data: str, out: str, lora: bool, steps: int, batch: int) -> dict:
+    from xttsflow.settings import load_settings
+    from xttsflow.train import Trainer
+
+    s = load_settings(None, env_file=None, dataset_dir=data, checkpoint_dir=out, use_lora=lora, max_steps=steps,
+                      batch_size=batch, num_workers=0, learning_rate=1e-4, lr_scheduler="constant", eval_audio=False,
+                      use_tensorboard=False, save_every_n_steps=10**6, log_every_n_steps=10**6, resume=False)
+    trainer = Trainer(s, base)
+    stamps: list[float] = []
+    step = trainer.optimizer_step
+
+    def timed_step() -> float:
+        norm = step()
+        stamps.append(time.perf_counter())
+        if len(stamps) == steps:
+            raise _Measured
+        return norm
+
+    trainer.optimizer_step = timed_step
+    with RssPeak() as rss, contextlib.suppress(_Measured):
+        trainer.run(progress=False)
+    return {"stamps": stamps, "peak": rss.peak, "start": rss.start, "trainable": trainer.counts["trainable"]}
+
+
+def run_coqui(base: str, data: str, out: str, steps: int, batch: int) -> dict:
+    """coqui's own recipe path: GPTTrainer (the same model and weights) driven by coqui's Trainer.fit()."""
+    from trainer import Trainer, TrainerArgs
+
+    from xttsflow import train_data
+    from xttsflow.gpt_model import build_gpt_trainer
+
+    model = build_gpt_trainer(base, batch)
+    config = model.config
+    config.update({"epochs": 1, "batch_size": batch, "eval_batch_size": batch, "num_loader_workers": 0,
+                   "num_eval_loader_workers": 0, "run_eval": False, "test_delay_epochs": 10**6, "print_step": 10**6,
+                   "plot_step": 10**6, "save_step": 10**9, "save_checkpoints": False, "save_best_after": 10**9,
+                   "mixed_precision": False, "grad_clip": 1.0, "lr": 1e-4, "optimizer": "AdamW",
+                   "lr_scheduler": "MultiStepLR", "lr_scheduler_params": {"milestones": [10**9], "gamma": 0.5},
+                   "dashboard_logger": "tensorboard", "output_path": out, "print_eval": False,
+                   "save_on_interrupt": False})
+    samples = train_data.read_split(data, "train")[: steps * batch]
+    stamps: list[float] = []
+    model.on_train_step_start = lambda trainer: stamps.append(time.perf_counter())
+    trainer = Trainer(TrainerArgs(), config, output_path=out, model=model, train_samples=samples,
+                      eval_samples=samples[:1], parse_command_line_args=False)
+    with RssPeak() as rss:
+        trainer.fit()
+    return {"stamps": stamps, "peak": rss.peak, "start": rss.start,
+            "trainable": sum(p.numel() for p in model.xtts.gpt.parameters())}
+
+
+def worker(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.worker == "coqui":
+        result = run_coqui(args.base, args.data, args.out, args.steps, args.batch)
+    else:
+        result = run_ours(args.base, args.data, args.out, args.worker == "lora", args.steps, args.batch)
+    print("RESULT " + json.dumps(result))
+
+
+def measure(kind: str, base: Path, data: Path, work: Path, steps: int, batch: int, threads: int) -> dict:
+    out = tempfile.mkdtemp(dir=work, prefix=f"{kind}-")
+    cmd = [sys.executable, __file__, "--worker", kind, "--base", str(base), "--data", str(data), "--out", out,
+           "--steps", str(steps), "--batch", str(batch), "--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"{kind} run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    result = json.loads(line[7:])
+    stamps = result["stamps"]
+    warm = max(2, len(stamps) // 4)
+    diffs = [b - a for a, b in zip(stamps[warm:], stamps[warm + 1:], strict=False)]
+    return {"step_s": statistics.median(diffs), "peak_mb": result["peak"] / 2**20,
+            "growth_mb": (result["peak"] - result["start"]) / 2**20, "trainable": result["trainable"],
+            "steps": len(stamps)}
+
+
+def real_xtts_fraction() -> list[tuple[str, int, int]]:
+    """Trainable parameters of LoRA vs full on XTTS-v2's real GPT sizes (meta device: no memory, no weights)."""
+    import torch
+    from peft import get_peft_model
+    from TTS.tts.layers.xtts.gpt import GPT
+
+    from xttsflow.gpt_model import lora_config
+    from xttsflow.settings import LORA_TARGETS
+
+    rows = []
+    for rank, targets in [(8, LORA_TARGETS), (16, LORA_TARGETS), (8, ("attn.c_attn", "attn.c_proj"))]:
+        with torch.device("meta"):
+            gpt = GPT(layers=XTTS_V2["layers"], model_dim=XTTS_V2["model_dim"], heads=XTTS_V2["heads"],
+                      number_text_tokens=XTTS_V2["number_text_tokens"], num_audio_tokens=XTTS_V2["num_audio_tokens"],
+                      start_audio_token=1024, stop_audio_token=1025, max_text_tokens=402, max_mel_tokens=605,
+                      max_prompt_tokens=70, use_perceiver_resampler=True)
+            total = sum(p.numel() for p in gpt.parameters())
+            get_peft_model(gpt, lora_config(rank, 2 * rank, 0.0, list(targets)))
+        trainable = sum(p.numel() for p in gpt.parameters() if p.requires_grad)
+        rows.append((f"LoRA r={rank} on {', '.join(targets)}", trainable, total))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny GPT, few steps")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="alternate the runs this many times")
+    parser.add_argument("--worker", choices=["lora", "full", "coqui"], help=argparse.SUPPRESS)
+    parser.add_argument("--base", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+
+    gpt = TINY if args.quick else MID
+    steps = 6 if args.quick else args.steps
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        work = Path(tmp)
+        base, data = make_inputs(work, gpt, clips=(steps + 1) * args.batch)
+        print(f"GPT {gpt}, batch {args.batch}, {steps} steps per run, {args.threads} threads, CPU\n")
+        results: dict[str, list[dict]] = {"lora": [], "full": [], "coqui": []}
+        for _ in range(args.rounds):  # alternate, so a busy machine slows all three alike
+            for kind in results:
+                results[kind].append(measure(kind, base, data, work, steps, args.batch, args.threads))
+    best = {k: min(v, key=lambda r: r["step_s"]) for k, v in results.items()}
+    print(f"{'run':32s} {'step s':>8s} {'peak MB':>9s} {'growth MB':>10s} {'trainable':>12s}")
+    names = {"lora": "ours, LoRA r=8", "full": "ours, full GPT", "coqui": "coqui GPTTrainer+Trainer, full"}
+    for kind, r in best.items():
+        print(f"{names[kind]:32s} {r['step_s']:8.3f} {r['peak_mb']:9.0f} {r['growth_mb']:10.0f} {r['trainable']:12,d}")
+    print()
+    peak_ratio = best["lora"]["peak_mb"] / best["full"]["peak_mb"]
+    growth_ratio = best["lora"]["growth_mb"] / max(best["full"]["growth_mb"], 1e-9)
+    overhead = best["full"]["step_s"] / best["coqui"]["step_s"]
+    print(f"LoRA / full peak memory (whole process):  {peak_ratio:6.2f}  (target <= 0.60)")
+    print(f"LoRA / full training memory (growth):     {growth_ratio:6.2f}  (target <= 0.60)")
+    print(f"LoRA / full step time:                    {best['lora']['step_s'] / best['full']['step_s']:6.2f}")
+    print(f"our loop / coqui Trainer step time:       {overhead:6.2f}  (target <= 1.10)")
+    print("\nXTTS-v2 real dimensions (30 layers, 1024 channels; built on the meta device):")
+    for name, trainable, total in real_xtts_fraction():
+        print(f"  {name:55s} {trainable:>12,d} of {total:,d} GPT parameters = {100 * trainable / total:.2f}%")
+
+
+if __name__ == "__main__":
+    main()

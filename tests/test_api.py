@@ -1,0 +1,214 @@
+"""The REST API as users run it: a real uvicorn server process on a free loopback port, real HTTP requests,
+tiny random XTTS checkpoints; bad input gets a clear 4xx, never a 5xx; a schemathesis fuzz of the spec."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from evalkit import eval_workdir, tiny_models  # noqa: F401  (fixtures)
+
+from xttsflow import OUTPUT_SAMPLE_RATE
+from xttsflow.audio import write_wav
+from xttsflow.evaluate import choose_references
+
+TOKEN = "a-test-token-of-enough-length"
+LIMITS = ["--max-new-tokens", "6", "--max-upload-mb", "1", "--max-text-chars", "400", "--max-queue", "2",
+          "--max-reference-seconds", "20", "--device", "cpu"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python -m xttsflow.api` in a subprocess; stopped (by its pid) when the test module is done."""
+
+    def __init__(self, workdir, log_path, *args, env=None, host="127.0.0.1"):
+        self.port = free_port()
+        self.url = f"http://{host}:{self.port}"
+        self.log = open(log_path, "w+")  # noqa: SIM115 - lives as long as the server
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "xttsflow.api", "--workdir", str(workdir), "--host", host,
+             "--port", str(self.port), *args],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        )
+
+    def wait(self, timeout: float = 300) -> Server:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"server did not come up in {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()[-5000:]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(eval_workdir, tmp_path_factory):  # noqa: F811
+    choose_references(eval_workdir / "dataset", [eval_workdir / "transcripts" / "demo-0a1b2c3d.json"],
+                      {"num_references": 1}, eval_workdir / "samples" / "main" / "references.json")
+    srv = Server(eval_workdir, tmp_path_factory.mktemp("api") / "server.log", "--preload", "base", *LIMITS)
+    try:
+        yield srv.wait()
+    finally:
+        srv.stop()
+
+
+def post(server, data=None, files=None, headers=None, timeout=300):
+    return httpx.post(f"{server.url}/synthesize", data=data, files=files, headers=headers, timeout=timeout)
+
+
+def wav_of(response) -> tuple[np.ndarray, int]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "audio/wav"
+    return sf.read(io.BytesIO(response.content), dtype="float32")
+
+
+def test_spec_health_and_models(server):
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert {"/synthesize", "/models", "/references", "/health"} <= set(spec["paths"])
+    health = httpx.get(f"{server.url}/health").json()
+    assert health["status"] == "ok" and health["device"] == "cpu"
+    assert health["loaded_models"] == ["base"] and health["loads"] == {"base": 1}  # --preload base
+    models = {m["id"]: m for m in httpx.get(f"{server.url}/models").json()}
+    assert set(models) == {"base", "main"}
+    assert models["main"] == {"id": "main", "kind": "finetuned", "run": "main", "path": "checkpoints/main/export",
+                              "loaded": False, "default_references": models["main"]["default_references"]}
+    refs = httpx.get(f"{server.url}/references").json()
+    assert refs["defaults"]["main"] == models["main"]["default_references"] and len(refs["clips"]) == 5
+
+
+def test_valid_requests_return_wav_and_each_model_loads_once(server, eval_workdir):  # noqa: F811
+    samples, rate = wav_of(post(server, {"text": "Hello there. How are you today?"}))
+    assert rate == OUTPUT_SAMPLE_RATE and len(samples) > 0.1 * rate
+    form = {"text": "The same words twice.", "model": "main", "reference_id": "demo-0a1b2c3d_0001", "seed": "5"}
+    first, second = post(server, form), post(server, form)
+    assert first.headers["x-seed"] == "5" and float(first.headers["x-audio-seconds"]) > 0
+    assert first.content == second.content  # same seed, text, voice and model: the same bytes
+    with open(eval_workdir / "dataset" / "wavs" / "demo-0a1b2c3d_0002.wav", "rb") as clip:
+        uploaded = post(server, {"text": "An uploaded voice.", "model": "main"},
+                        files={"reference": ("my voice.wav", clip, "audio/wav")})
+    wav_of(uploaded)
+    health = httpx.get(f"{server.url}/health").json()
+    assert health["loads"] == {"base": 1, "main": 1} and health["queue"]["active"] == 0
+
+
+def _long_reference(tmp_path):
+    path = tmp_path / "long.wav"
+    write_wav(path, 0.2 * np.sin(np.arange(8000 * 25, dtype=np.float32) * 0.3), 8000)  # 25 s, ~400 kB
+    return path
+
+
+@pytest.mark.parametrize(
+    ("data", "upload", "status", "message"),
+    [
+        ({}, None, 422, "text"),
+        ({"text": ""}, None, 422, "text"),
+        ({"text": "   ...  "}, None, 400, "nothing to speak"),
+        ({"text": "x" * 401}, None, 422, "at most 400 characters"),
+        ({"text": "hi", "model": "nope"}, None, 404, "unknown model 'nope'"),
+        ({"text": "hi", "model": "../../etc/passwd"}, None, 422, "should match pattern"),
+        ({"text": "hi", "reference_id": "../../etc/passwd"}, None, 400, "is not a clip id"),
+        ({"text": "hi", "reference_id": "no-such-clip"}, None, 404, "unknown reference clip 'no-such-clip'"),
+        ({"text": "hi", "language": "xx"}, None, 400, "language 'xx' is not available"),
+        ({"text": "hi", "language": "ja"}, None, 400, "use one of en"),
+        ({"text": "hi", "temperature": "0"}, None, 422, "temperature"),
+        ({"text": "hi", "seed": "-1"}, None, 422, "seed"),
+        ({"text": "hi"}, "passwd", 415, "not an accepted audio file"),
+        ({"text": "hi"}, "fake.wav", 415, "not audio FFmpeg can read"),
+        ({"text": "hi"}, "big.wav", 413, "over the limit of 1048576 bytes"),
+        ({"text": "hi"}, "long.wav", 413, "25 s long — send at most 20 s"),
+    ],
+    ids=["no-text", "empty-text", "nothing-to-say", "text-too-long", "unknown-model", "model-path",
+         "reference-path-traversal", "unknown-reference", "unknown-language", "language-without-frontend",
+         "temperature-zero", "negative-seed", "upload-etc-passwd", "upload-text-as-wav", "upload-too-big",
+         "upload-too-long"],
+)
+def test_bad_input_gets_a_clear_4xx(server, tmp_path, data, upload, status, message):
+    files = None
+    if upload == "passwd":
+        files = {"reference": ("passwd", Path("/etc/passwd").read_bytes(), "application/octet-stream")}
+    elif upload == "fake.wav":
+        files = {"reference": ("fake.wav", b"RIFF not really a wave file" * 10, "audio/wav")}
+    elif upload == "big.wav":
+        files = {"reference": ("big.wav", b"\0" * (2 * 2**20), "audio/wav")}
+    elif upload == "long.wav":
+        files = {"reference": ("long.wav", _long_reference(tmp_path).read_bytes(), "audio/wav")}
+    response = post(server, data, files)
+    assert response.status_code == status, response.text
+    assert message in response.text, response.text
+
+
+def test_concurrent_requests_queue_and_overflow_gets_429(server):
+    text = {"text": "One sentence. Another sentence. A third one. And a fourth to keep the slot busy."}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: post(server, text), range(8)))
+    codes = sorted(r.status_code for r in responses)
+    assert set(codes) <= {200, 429}, [r.text for r in responses if r.status_code not in (200, 429)]
+    assert codes.count(200) >= 3 and codes.count(429) >= 1, codes  # 1 generating + 2 queued; the rest refused
+    busy = next(r for r in responses if r.status_code == 429)
+    assert "server busy" in busy.json()["detail"] and busy.headers["retry-after"] == "2"
+    assert httpx.get(f"{server.url}/health").json()["queue"] == {"active": 0, "waiting": 0, "slots": 1,
+                                                                 "max_queue": 2}
+
+
+def test_schemathesis_fuzz_finds_no_server_error(server, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json", "--checks",
+         "not_a_server_error", "--max-examples", "12", "--seed", "7", "--workers", "1", "--no-shrink",
+         "--request-timeout", "120", "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + server.output()
+    assert "passed" in proc.stdout and "ST101" not in proc.stdout
+
+
+def test_token_is_required_when_set_and_off_loopback(eval_workdir, tmp_path):  # noqa: F811
+    refused = subprocess.run([sys.executable, "-m", "xttsflow.cli", "api", "--workdir", str(eval_workdir),
+                              "--host", "0.0.0.0", "--port", str(free_port())],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "XTTSFLOW_API_TOKEN": ""})
+    assert refused.returncode == 1
+    assert "refusing to listen on 0.0.0.0 without a bearer token — set XTTSFLOW_API_TOKEN" in refused.stderr
+    srv = Server(eval_workdir, tmp_path / "auth.log", "--device", "cpu", env={"XTTSFLOW_API_TOKEN": TOKEN}).wait()
+    try:
+        assert httpx.get(f"{srv.url}/health").status_code == 200  # for load balancers: no secrets in it
+        assert httpx.get(f"{srv.url}/models").status_code == 401
+        wrong = httpx.get(f"{srv.url}/models", headers={"Authorization": "Bearer wrong"})
+        assert wrong.status_code == 401 and "bearer token" in wrong.json()["detail"]
+        assert post(srv, {"text": "hi"}).status_code == 401
+        ok = httpx.get(f"{srv.url}/models", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200 and {m["id"] for m in ok.json()} == {"base", "main"}
+        assert httpx.get(f"{srv.url}/health").json()["loads"] == {}  # nothing was synthesised without the token
+    finally:
+        srv.stop()
