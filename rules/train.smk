@@ -1,6 +1,5 @@
 # ---------- train: base model + dataset -> LoRA fine-tune of XTTS-v2's GPT -> merged export (docs/train.md) ----------
-from xttsflow.base_model import kind as base_model_kind
-from xttsflow.settings import load_settings
+from xttsflow.settings import base_model_kind, load_settings
 
 # The resolved settings (config train: section < .env < TRAIN_* env vars), with the workflow's own paths on
 # top; as params they make any change of a training setting re-run training, and nothing else does.

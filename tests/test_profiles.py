@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, write_config
 
 PROFILES = REPO / "profiles"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, SNAKEMAKE, planned_jobs, write_config
 from test_profiles import GPU_RULES, local_slurm_profile, profile_gpu_rules
+
 from xttsflow.audio import write_wav
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -99,3 +99,13 @@ def test_embed_source_writes_ids_and_vectors(tmp_path, mixed_source):
     (seg_dir / "mix-1_0001.wav").unlink()
     with pytest.raises(XttsflowError, match=r"missing.*mix-1_0001\.wav"):
         embed_source(tmp_path / "segments" / "mix-1.json", seg_dir, tmp_path / "embeddings" / "mix-1.npz")
+
+
+def test_batched_embedding_equals_resemblyzers_own(mixed_source):
+    """All clips' partials in one LSTM pass give what VoiceEncoder.embed_utterance gives clip by clip."""
+    from xttsflow.speaker import _encoder, _load
+
+    paths = mixed_source[0][:3]
+    encoder = _encoder("cpu")
+    own = np.stack([encoder.embed_utterance(_load(p)) for p in paths])
+    assert np.allclose(embed_files(paths, device="cpu"), own, atol=1e-5)

@@ -70,6 +70,21 @@ def test_stream_yields_one_chunk_per_sentence_and_seeds_reproduce(synthesizer, v
     assert not np.array_equal(other[: len(first)], first[: len(other)])
 
 
+def test_output_is_what_coquis_own_inference_makes(tiny_models, synthesizer, voice):  # noqa: F811
+    """Our path (sentence split, seed, folded weight norm) against coqui's Xtts.inference on a fresh load."""
+    import torch
+
+    from xttsflow.xtts_model import load_xtts
+
+    coqui = load_xtts(tiny_models["base"], device="cpu")
+    torch.manual_seed(FAST.seed)
+    kwargs = {k: v for k, v in FAST.resolved(coqui.config).items() if k not in ("seed", "max_new_tokens")}
+    expected = coqui.inference("A single sentence.", "en", voice.gpt_cond_latent, voice.speaker_embedding,
+                               max_new_tokens=FAST.max_new_tokens, **kwargs)["wav"]
+    ours = synthesizer.synthesize("A single sentence.", "en", voice, FAST)
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+
+
 def test_bad_input_is_a_clear_error(synthesizer, voice, tmp_path):
     with pytest.raises(XttsflowError, match="language 'xx' is not available.*use one of en"):
         synthesizer.sentences("hello", "xx")

@@ -21,7 +21,8 @@ from xttsflow import checkpoints
 from xttsflow.audio import write_wav
 from xttsflow.demo import espeak
 from xttsflow.errors import XttsflowError
-from xttsflow.train import Trainer
+from xttsflow.train import Trainer, export_run
+from xttsflow.xtts_model import load_xtts
 
 
 def train_losses(summary: dict) -> list[float]:
@@ -81,10 +82,12 @@ def test_full_finetune_trains_the_gpt_and_nothing_else(tmp_path):
     assert not (s.run_dir / "lora").exists()
 
 
-def _train_cli(tmp: Path, max_steps: int) -> list[str]:
-    sets = {**FAST, "max_steps": max_steps, "save_every_n_steps": 3, "learning_rate": 1e-3, "lora_dropout": 0.1,
-            "checkpoint_dir": str(tmp / "checkpoints"), "log_dir": str(tmp / "runs")}
-    return [sys.executable, "-m", "xttsflow.train", "--base", str(tiny_base()), "--dataset", str(tiny_dataset()),
+RESUMED = {"max_steps": 10, "save_every_n_steps": 2, "learning_rate": 1e-3, "lora_dropout": 0.1}
+
+
+def _train_cli(tmp: Path) -> list[str]:
+    sets = {**FAST, **RESUMED, "checkpoint_dir": str(tmp / "checkpoints"), "log_dir": str(tmp / "runs")}
+    return [sys.executable, "-m", "xttsflow.train", "--base", str(tiny_base()), "--dataset", str(tiny_dataset(8, 1)),
             "--threads", "1", "--no-progress", *[f"--set={k}={v}" for k, v in sets.items()]]
 
 
@@ -93,39 +96,42 @@ def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = tmp_path / "first.log"
     with open(log, "w") as stderr:
-        proc = subprocess.Popen(_train_cli(tmp_path, 14), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(_train_cli(tmp_path), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                 stderr=stderr)
     deadline = time.monotonic() + 300
-    while not any(checkpoints.PERIODIC.match(p.name) and int(p.name[11:19]) >= 6 for p in run_dir.glob("*.pt")):
+    while not any(checkpoints.PERIODIC.match(p.name) and int(p.name[11:19]) >= 4 for p in run_dir.glob("*.pt")):
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "no checkpoint after 300 s"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = max(checkpoints.load_state(p)["step"] for p in checkpoints.periodic(run_dir))
-    assert 6 <= killed_at < 14
+    assert 4 <= killed_at < 10
     for path in [*checkpoints.periodic(run_dir), run_dir / "best_model.pt"]:
         checkpoints.load_state(path)  # every checkpoint on disk is whole (weights_only load)
 
-    resumed = subprocess.run(_train_cli(tmp_path, 14), cwd=tmp_path, env=env, capture_output=True, text=True)
+    resumed = subprocess.run(_train_cli(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from step {killed_at}" in resumed.stderr
     first_logged = json.loads((run_dir / "train_summary.json").read_text())["history"]
-    assert json.loads((run_dir / "train_summary.json").read_text())["steps"] == 14
-    assert [e["step"] for e in first_logged if "loss" in e] == list(range(1, 15))  # the counter continued
+    assert json.loads((run_dir / "train_summary.json").read_text())["steps"] == 10
+    assert [e["step"] for e in first_logged if "loss" in e] == list(range(1, 11))  # the counter continued
 
     torch.set_num_threads(1)  # the same arithmetic as the subprocesses
     try:
-        reference = settings(tmp_path / "uninterrupted", max_steps=14, save_every_n_steps=3, learning_rate=1e-3,
-                             lora_dropout=0.1)
+        reference = settings(tmp_path / "uninterrupted", dataset=tiny_dataset(8, 1), **RESUMED)
         Trainer(reference, tiny_base()).run(progress=False)
     finally:
         torch.set_num_threads(os.cpu_count() or 1)
-    interrupted = checkpoints.load_state(run_dir / "checkpoint_00000014.pt")
-    straight = checkpoints.load_state(reference.run_dir / "checkpoint_00000014.pt")
-    assert interrupted["step"] == straight["step"] == 14
+    interrupted = checkpoints.load_state(run_dir / "checkpoint_00000010.pt")
+    straight = checkpoints.load_state(reference.run_dir / "checkpoint_00000010.pt")
+    assert interrupted["step"] == straight["step"] == 10
     for name, value in straight["trainable"].items():  # data order, dropout RNG and optimizer all resumed exactly
         torch.testing.assert_close(interrupted["trainable"][name], value, rtol=0, atol=1e-6)
+
+    again = export_run(tiny_base(), run_dir, tmp_path / "last-export", "last")  # python -m xttsflow.export
+    assert json.loads((again / "xttsflow.json").read_text())["exported_step"] == 10
+    assert load_xtts(again).speaker_manager.speaker_names == ["tiny"]
 
 
 def test_a_changed_setting_starts_over_instead_of_resuming(tmp_path):

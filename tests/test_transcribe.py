@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from xttsflow.atomic import read_json, write_json
 from xttsflow.audio import write_wav
 from xttsflow.demo import DEMO_SENTENCES
 from xttsflow.errors import XttsflowError
+from xttsflow.hallucination import ScreenConfig, screen
 from xttsflow.transcribe import (
     DEFAULTS,
     Journal,
@@ -88,6 +90,9 @@ def test_ljspeech_wer_within_ten_percent(tiny_en, ljspeech_dir):
         starts = [w["start"] for w in r["words"]]
         assert starts == sorted(starts) and all(w["end"] >= w["start"] for w in r["words"])
         assert all(0 <= w["probability"] <= 1 for w in r["words"])
+    # Clean read speech through the real model raises no hallucination flag.
+    durations = [sf.info(str(p)).duration for p in paths]
+    assert [screen(r, d, "en", ScreenConfig()) for r, d in zip(results, durations, strict=True)] == [[]] * len(paths)
 
 
 def test_espeak_speech_against_known_text(tiny_en, espeak_clips):

@@ -387,6 +387,9 @@ def main(argv: list[str] | None = None) -> None:
                            max_new_tokens=args.max_new_tokens, extra_models=extra, preload=args.preload)
     except ValueError as err:
         raise XttsflowError(f"api: bad option: {err}") from err
+    catalog = Catalog(config.workdir, config.extra_models)
+    for model_id in config.preload:
+        catalog.model(model_id)  # an unknown --preload id stops here, with the ids there are
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", workers=1)
 
 

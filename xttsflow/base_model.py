@@ -17,21 +17,12 @@ from pathlib import Path
 from .atomic import atomic_dir
 from .errors import XttsflowError
 from .export import _link_or_copy
-from .settings import BUILTIN_TINY
+from .settings import BUILTIN_TINY, base_model_kind
 from .xtts_model import XTTS_FILES, build_tiny_checkpoint, check_layout
 
 log = logging.getLogger(__name__)
 
 CPML = "https://coqui.ai/cpml"
-
-
-def kind(spec: str) -> str:
-    """builtin, name or folder."""
-    if spec.startswith("builtin:"):
-        return "builtin"
-    if spec.startswith("tts_models/") and not Path(spec).exists():
-        return "name"
-    return "folder"
 
 
 def cpml_accepted(accept_cpml: bool) -> bool:
@@ -83,11 +74,11 @@ def prepare_base_model(spec: str, out_dir: str | Path, accept_cpml: bool = False
                        models_file: str | Path | None = None) -> Path:
     """Make `out_dir` an XTTS folder of the base model that `spec` names (built, downloaded or linked)."""
     out_dir = Path(out_dir)
-    if kind(spec) == "builtin":
+    if base_model_kind(spec) == "builtin":
         if spec != BUILTIN_TINY:
             raise XttsflowError(f"train: unknown builtin model {spec!r} (there is {BUILTIN_TINY})")
         return build_tiny_checkpoint(out_dir, seed=seed)
-    source = download(spec, accept_cpml, models_file) if kind(spec) == "name" else Path(spec)
+    source = download(spec, accept_cpml, models_file) if base_model_kind(spec) == "name" else Path(spec)
     check_layout(source)
     with atomic_dir(out_dir) as tmp:
         for name in XTTS_FILES:

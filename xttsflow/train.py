@@ -386,6 +386,9 @@ class Trainer:
         best = self.run_dir / checkpoints.BEST
         chosen = best if s.export_checkpoint == "best" and best.is_file() else checkpoints.periodic(self.run_dir)[-1]
         state = checkpoints.load_state(chosen, "training checkpoint")
+        if state.get("fingerprint") != self.fingerprint:
+            raise XttsflowError(f"train: {chosen} was trained from another base model or with other settings "
+                                f"than {self.base_dir} and these settings — export it with the ones it was made with")
         self.load_trainable(state["trainable"])
         exported_step = state["step"]
         summary = {
@@ -403,11 +406,13 @@ class Trainer:
             "settings": s.snapshot(),
             "base_model": str(self.base_dir),
         }
-        if self.peft is not None:
+        own_export = export_dir is None  # a re-export elsewhere leaves the run's adapter and summary alone
+        if self.peft is not None and own_export:
             save_adapter(self.peft, self.run_dir / "lora")
         export_model(self.model, self.peft, self.base_dir, export_dir or self.run_dir / "export",
                      {k: v for k, v in summary.items() if k != "history"})
-        write_json(self.run_dir / "train_summary.json", summary)
+        if own_export:
+            write_json(self.run_dir / "train_summary.json", summary)
         return summary
 
 
@@ -419,7 +424,7 @@ def train(settings: TrainingSettings, base_dir: str | Path, language: str | None
 def export_run(base_dir: Path, run_dir: Path, out_dir: Path, which: str = "best") -> Path:
     """Re-export a run from its checkpoints (best or last) without training."""
     summary = read_json(run_dir / "train_summary.json")
-    settings = load_settings(summary["settings"], env_file=None, export_checkpoint=which)
+    settings = load_settings(None, env_file=None, **{**summary["settings"], "export_checkpoint": which})
     trainer = Trainer(settings, base_dir)
     trainer.run_dir = Path(run_dir)
     trainer.step, trainer.epoch = summary["steps"], summary["epochs"]
@@ -454,8 +459,9 @@ def _parse_sets(pairs: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .base_model import kind, prepare_base_model
+    from .base_model import prepare_base_model
     from .logs import setup_console
+    from .settings import base_model_kind
 
     parser = argparse.ArgumentParser(prog="python -m xttsflow.train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="workflow config whose train: section is the base layer")
@@ -478,8 +484,8 @@ def main(argv: list[str] | None = None) -> None:
         base = args.base
         if base is None:
             spec = settings.base_model_spec
-            base = Path(spec) if kind(spec) == "folder" else Path("models/base")
-            if kind(spec) != "folder" and not base.is_dir():
+            base = Path(spec) if base_model_kind(spec) == "folder" else Path("models/base")
+            if base_model_kind(spec) != "folder" and not base.is_dir():
                 prepare_base_model(spec, base, settings.accept_cpml)
         summary = train(settings, base, progress=not args.no_progress)
     except XttsflowError as err:

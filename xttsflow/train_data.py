@@ -20,7 +20,7 @@ import torch
 from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES
 from .atomic import read_json
 from .errors import XttsflowError
-from .gpt_model import MAX_CONDITIONING_SAMPLES, MAX_TEXT_TOKENS, MIN_CONDITIONING_SAMPLES
+from .gpt_model import MAX_CONDITIONING_SAMPLES, MAX_TEXT_TOKENS, MIN_CONDITIONING_SAMPLES, coqui_gpt_trainer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,6 @@ def read_split(dataset_dir: str | Path, split: str, language: str | None = None)
     """One split's samples ({text, audio_file, language, speaker_name}) through coqui-tts's formatters."""
     from TTS.config.shared_configs import BaseDatasetConfig
     from TTS.tts.datasets import load_tts_samples
-    from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainerConfig
 
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
@@ -74,7 +73,7 @@ def read_split(dataset_dir: str | Path, split: str, language: str | None = None)
         if not meta.read_text(encoding="utf-8").strip():
             continue
         entry = {**entry, "meta_file_train": entry[f"meta_file_{split}"], "meta_file_val": ""}
-        config = GPTTrainerConfig(datasets=[BaseDatasetConfig(**entry)])
+        config = coqui_gpt_trainer().GPTTrainerConfig(datasets=[BaseDatasetConfig(**entry)])
         try:
             found, _ = load_tts_samples(config, eval_split=False)
         except (AssertionError, IndexError, KeyError, ValueError) as err:
@@ -180,6 +179,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
 def collate(batch: list[dict]) -> dict:
     """coqui's XTTSDataset.collate_fn (it uses nothing of the dataset object)."""
+    coqui_gpt_trainer()  # imports the dataset module without letting it change the thread count
     from TTS.tts.layers.xtts.trainer.dataset import XTTSDataset
 
     return XTTSDataset.collate_fn(None, batch)

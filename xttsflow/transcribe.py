@@ -33,7 +33,7 @@ WHISPER_SAMPLE_RATE = 16000
 #: Defaults of config `transcribe:` (config/schema.yaml documents each), for callers that pass a partial dict.
 DEFAULTS = {
     "backend": "faster-whisper", "model": "medium", "language": None, "device": "auto",
-    "compute_type": "auto", "beam_size": 5, "batch_size": 8, "condition_on_previous_text": False,
+    "compute_type": "auto", "beam_size": 5, "batch_size": "auto", "condition_on_previous_text": False,
     "workers": "auto", "word_timestamps": True, "detect_language": True, "screen": {},
 }
 #: Models that PyPI packages ship, so that a run needs no download: name -> package holding a `model/` folder.
@@ -88,6 +88,13 @@ def resolve_device(device: str, backend: str = "openai-whisper") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_batch_size(batch_size: int | str, device: str) -> int:
+    """auto: 8 on GPU, where batching pays; 1 on CPU, where it measured ~18% slower (docs/transcribe.md)."""
+    if batch_size == "auto":
+        return 8 if device == "cuda" else 1
+    return int(batch_size)
 
 
 def whisper_language(language: str | None) -> str | None:
@@ -274,6 +281,7 @@ class Transcriber:
         if self.cfg["backend"] not in BACKENDS:
             raise XttsflowError(f"transcribe: unknown backend {self.cfg['backend']!r} — use one of {sorted(BACKENDS)}")
         self.device = resolve_device(self.cfg["device"], self.cfg["backend"])
+        self.cfg["batch_size"] = resolve_batch_size(self.cfg["batch_size"], self.device)
         start = time.perf_counter()
         self.impl = BACKENDS[self.cfg["backend"]](self.cfg, max(1, threads), self.device)
         log.info("transcribe: loaded %s %s on %s in %.1f s", self.cfg["backend"], self.cfg["model"], self.device,
@@ -389,6 +397,7 @@ def model_params(model: str) -> float:
 def worker_memory(cfg: dict) -> int:
     """GPU bytes one worker needs: weights at the compute type, activations growing with the batch, context."""
     cfg = {**DEFAULTS, **cfg}
+    cfg["batch_size"] = resolve_batch_size(cfg["batch_size"], "cuda")
     per_param = 4 if cfg["backend"] == "openai-whisper" else BYTES_PER_PARAM.get(cfg["compute_type"], 2)
     weights = model_params(cfg["model"]) * per_param
     return int(weights * (1.0 + 0.05 * cfg["batch_size"]) + CUDA_CONTEXT_BYTES)
@@ -454,7 +463,8 @@ def transcribe_files(paths: list, language: str | None, cfg: dict, threads: int 
 
     device = resolve_device(cfg["device"], cfg["backend"])
     workers = plan_workers(cfg, device, threads, len(paths))
-    chunk = max(1, cfg["batch_size"] if cfg["backend"] == "faster-whisper" else 4)
+    batch = resolve_batch_size(cfg["batch_size"], device)
+    chunk = batch if cfg["backend"] == "faster-whisper" and batch > 1 else 4  # what one worker takes at a time
     chunks = [list(range(i, min(i + chunk, len(paths)))) for i in range(0, len(paths), chunk)]
     if workers == 1:
         transcriber = make_transcriber(cfg, threads)
@@ -600,7 +610,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--compute-type", default="auto")
     parser.add_argument("--beam-size", type=int, default=DEFAULTS["beam_size"])
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    parser.add_argument("--batch-size", default="auto", type=lambda v: v if v == "auto" else int(v))
     parser.add_argument("--workers", default="auto")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)

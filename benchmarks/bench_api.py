@@ -1,0 +1,132 @@
+"""REST API benchmark on loopback: latency p50/p99 and throughput of POST /synthesize under a bounded
+concurrent load (tiny model), against the same synthesis called in-process (the server's overhead).
+
+    .venv/bin/python benchmarks/bench_api.py                  # 40 requests at concurrency 1 and 4
+    .venv/bin/python benchmarks/bench_api.py --requests 200 --concurrency 1 4 8
+
+The server is the real `python -m xttsflow.api` process with one generation slot and a queue deep
+enough for the load, so every request must succeed: any failed request is reported and fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TEXT = "The quick brown fox jumps over the lazy dog."
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def make_workdir(root: Path) -> Path:
+    """A workflow folder with a tiny base model and one reference clip (espeak-ng speech)."""
+    from xttsflow.atomic import write_json
+    from xttsflow.audio import write_wav
+    from xttsflow.demo import espeak
+    from xttsflow.xtts_model import build_tiny_checkpoint
+
+    build_tiny_checkpoint(root / "models" / "base", seed=0)
+    clip = root / "dataset" / "wavs" / "ref_0001.wav"
+    write_wav(clip, 0.5 * espeak("This is the voice the model should clone, read slowly and clearly."), 22050)
+    write_json(root / "samples" / "main" / "references.json", {"language": "en", "references": [{"file": str(clip)}]})
+    return clip
+
+
+def in_process(workdir: Path, clip: Path, codes: int, n: int) -> float:
+    """Median seconds of the same synthesis without HTTP (the floor the server's latency is read against)."""
+    from xttsflow.inference import Settings, get_synthesizer
+
+    synth = get_synthesizer(workdir / "models" / "base", device="cpu")
+    voice = synth.voice([clip])
+    settings = Settings(max_new_tokens=codes)
+    synth.synthesize(TEXT, "en", voice, settings)
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        synth.synthesize(TEXT, "en", voice, settings)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def load(url: str, requests: int, concurrency: int) -> dict:
+    import httpx
+
+    def one(i: int) -> tuple[float, int]:
+        start = time.perf_counter()
+        r = httpx.post(f"{url}/synthesize", data={"text": TEXT, "seed": str(i)}, timeout=600)
+        ok = r.status_code == 200 and r.headers.get("content-type") == "audio/wav"
+        return time.perf_counter() - start, 0 if ok else r.status_code
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, range(requests)))
+    wall = time.perf_counter() - start
+    latencies = [t for t, _ in results]
+    return {"concurrency": concurrency, "requests": requests, "failed": sum(1 for _, code in results if code),
+            "p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "throughput": requests / wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--codes", type=int, default=20, help="audio codes per sentence (~46 ms each)")
+    args = parser.parse_args()
+    import httpx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        clip = make_workdir(workdir)
+        floor = in_process(workdir, clip, args.codes, 5)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log = open(workdir / "server.log", "w")  # noqa: SIM115 - open while the server runs
+        server = subprocess.Popen(
+            [sys.executable, "-m", "xttsflow.api", "--workdir", str(workdir), "--port", str(port), "--device", "cpu",
+             "--preload", "base", "--max-new-tokens", str(args.codes), "--max-queue", str(max(args.concurrency))],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "XTTSFLOW_API_TOKEN": ""},
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.5)
+            load(url, 3, 1)  # warm-up: the voice is computed once
+            rows = [load(url, args.requests, c) for c in args.concurrency]
+            health = httpx.get(f"{url}/health").json()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+    print(f"\nPOST /synthesize on loopback, tiny model, {args.codes} codes, {args.requests} requests per row; "
+          f"in-process synthesis of the same request: {floor:.3f} s (median)")
+    print(f"{'clients':>7} {'failed':>6} {'p50 s':>7} {'p99 s':>7} {'req/s':>6} {'p50/in-process':>15}")
+    for r in rows:
+        print(f"{r['concurrency']:>7} {r['failed']:>6} {r['p50']:>7.3f} {r['p99']:>7.3f} {r['throughput']:>6.2f} "
+              f"{r['p50'] / floor:>15.2f}")
+    print("model loads in the server process:", json.dumps(health["loads"]))
+    if any(r["failed"] for r in rows):
+        sys.exit("some requests failed")
+
+
+if __name__ == "__main__":
+    main()
