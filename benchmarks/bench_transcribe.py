@@ -1,19 +1,20 @@
 """Transcribe stage benchmark: throughput in x real time, batched vs one by one, and the stage's overhead.
 
-    .venv/bin/python benchmarks/bench_transcribe.py [--threads 2] [--repeat 2] [--clips 16]
+    .venv/bin/python benchmarks/bench_transcribe.py [--threads 2] [--repeat 3] [--clips 16]
 
-On the same clips (LJSpeech clips from ../shared/fixtures, else espeak-ng sentences) it prints, for each
-backend the machine can run:
-  1. faster-whisper (the bundled tiny.en, CTranslate2) called directly, one clip at a time
-     (WhisperModel.transcribe) and batched per file (BatchedInferencePipeline.transcribe, what a user would
-     write) - against the stage (xttsflow.transcribe.transcribe_source) with batch_size 1 and 8, which adds
-     decoding from WAV, the hallucination screen, the resume journal and the JSON file;
-  2. openai-whisper on a tiny checkpoint built here (no real weights can be downloaded offline): the stage
-     against whisper.transcribe on the same files - the overhead figure is what matters there;
-  3. speaker embeddings (Resemblyzer) in x real time;
-  4. on a GPU, the same for faster-whisper with float16 and the worker count the stage plans.
-Each configuration runs --repeat times, interleaved; the best time counts (the machine is shared).
-The model load is outside every timing; the stage's own load is subtracted the same way.
+On the same clips (LJSpeech clips from ../shared/fixtures, else espeak-ng sentences), side by side:
+  1. faster-whisper with the bundled tiny.en (CTranslate2), called directly - one clip at a time
+     (WhisperModel.transcribe) with the library's defaults and with the options the stage passes, and
+     BatchedInferencePipeline per file (what a user would write) - against the stage
+     (xttsflow.transcribe.transcribe_source, batch_size 1 and 8), which adds reading the WAVs, the
+     hallucination screen, the resume journal and the JSON file;
+  2. openai-whisper on a tiny checkpoint built here (no real weights can be downloaded offline), direct
+     whisper.transcribe against the stage: the overhead is what that comparison is for;
+  3. speaker embeddings (Resemblyzer, batched) in x real time;
+  4. on a GPU, faster-whisper float16 and the number of workers the stage plans per model.
+Every configuration runs --repeat times, interleaved; the best counts. Wall time and this process's CPU time
+are both shown: on a shared machine the CPU time is the steadier measure of overhead. Model loads are
+outside every timing (the stage's own load is timed alone and subtracted).
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ def make_clips(folder: Path, limit: int) -> tuple[Path, list[str | None]]:
                *sorted((FIXTURES / "ljspeech").glob("unlabeled/*.wav"))]
     texts = {}
     if (FIXTURES / "ljspeech" / "metadata.csv").is_file():
-        for line in (FIXTURES / "ljspeech" / "metadata.csv").read_text().splitlines():
-            texts[line.split("|")[0]] = line.split("|")[1]
-    segments, references = [], []
+        texts = {ln.split("|")[0]: ln.split("|")[1]
+                 for ln in (FIXTURES / "ljspeech" / "metadata.csv").read_text().splitlines() if ln}
+    references = []
     if sources:
         for i, wav in enumerate(sources[:limit]):
             shutil.copy(wav, seg_dir / f"bench_{i:04d}.wav")
@@ -70,28 +71,48 @@ def make_clips(folder: Path, limit: int) -> tuple[Path, list[str | None]]:
         for i, text in enumerate(DEMO_SENTENCES[:limit]):
             write_wav(seg_dir / f"bench_{i:04d}.wav", espeak(text, speed=150) * 0.5, 22050)
             references.append(text)
-    for i in range(len(references)):
-        duration = sf.info(str(seg_dir / f"bench_{i:04d}.wav")).duration
-        segments.append({"id": f"bench_{i:04d}", "file": f"bench_{i:04d}.wav", "duration": duration})
+    segments = [{"id": f"bench_{i:04d}", "file": f"bench_{i:04d}.wav",
+                 "duration": sf.info(str(seg_dir / f"bench_{i:04d}.wav")).duration} for i in range(len(references))]
     write_json(folder / "segments" / "bench.json", {"source": "bench", "speaker": "bench", "language": "en",
                                                     "segments": segments})
     return folder / "segments" / "bench.json", references
 
 
-def best(results: dict, name: str, seconds: float) -> None:
-    results[name] = min(results.get(name, float("inf")), seconds)
+def measure(fn) -> tuple[float, float, object]:
+    """Wall seconds, this process's CPU seconds, and what fn returned."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, out
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def run_side_by_side(configs: dict, repeat: int, subtract: dict) -> tuple[dict, dict]:
+    """Best (wall, cpu) per configuration over interleaved repeats, less its `subtract` (wall, cpu); outputs."""
+    best, outputs = {}, {}
+    for _ in range(repeat):
+        for name, fn in configs.items():
+            wall, cpu, outputs[name] = measure(fn)
+            less = subtract.get(name, (0.0, 0.0))
+            old = best.get(name, (float("inf"), float("inf")))
+            best[name] = (min(old[0], wall - less[0]), min(old[1], cpu - less[1]))
+    return best, outputs
+
+
+def report(title: str, best: dict, audio_s: float, wer: dict | None = None) -> None:
+    print(title)
+    for name, (wall, cpu) in best.items():
+        extra = f"  WER {100 * wer[name]:.1f}%" if wer and name in wer else ""
+        print(f"  {name:56s} {wall:7.2f} s wall {audio_s / wall:6.1f}x real time  {cpu:7.2f} s CPU{extra}")
+
+
+def ratio(best: dict, a: str, b: str, label: str) -> None:
+    wall, cpu = (best[a][i] / best[b][i] - 1 for i in (0, 1))
+    print(f"  {label:56s} {100 * wall:+7.1f}% wall  {100 * cpu:+7.1f}% CPU")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--beam-size", type=int, default=5)
     args = parser.parse_args(argv)
@@ -111,128 +132,99 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(paths)} clips, {audio_s:.1f} s of audio, {args.threads} thread(s), device {device}, "
           f"beam {args.beam_size}, faster-whisper {faster_whisper.__version__}, "
           f"openai-whisper {whisper.__version__}\n")
+    labelled = [i for i, r in enumerate(references) if r]
 
-    fw_path = resolve_model("bundled:tiny.en")
+    # ---- faster-whisper ----
     compute = "float16" if device == "cuda" else "auto"
     cfg = {**DEFAULTS, "model": "bundled:tiny.en", "beam_size": args.beam_size, "compute_type": compute,
            "device": device, "workers": 1}
-    model = faster_whisper.WhisperModel(fw_path, device=device, compute_type=compute, cpu_threads=args.threads)
+    model = faster_whisper.WhisperModel(resolve_model("bundled:tiny.en"), device=device, compute_type=compute,
+                                        cpu_threads=args.threads)
     pipeline = faster_whisper.BatchedInferencePipeline(model)
     opts = {"language": "en", "beam_size": args.beam_size, "word_timestamps": True}
-    # The stage loads its model inside transcribe_source; time that load alone to take it out.
-    load_s = min(timed(lambda: make_transcriber(cfg, args.threads)) for _ in range(2))
+    stage_opts = {"vad_filter": False, "condition_on_previous_text": False, "no_speech_threshold": None,
+                  "log_prob_threshold": None}
 
-    def direct_one_by_one():
-        return [" ".join(s.text for s in model.transcribe(
-            str(p), vad_filter=False, condition_on_previous_text=False, **opts)[0]) for p in paths]
-
-    def direct_same_options():
-        """What the stage asks of faster-whisper, called by hand: the pure overhead is the difference."""
-        return [" ".join(s.text for s in model.transcribe(
-            str(p), vad_filter=False, condition_on_previous_text=False, no_speech_threshold=None,
-            log_prob_threshold=None, max_new_tokens=token_budget(sf.info(str(p)).duration), **opts)[0])
-            for p in paths]
-
-    def direct_batched_per_file():
-        return [" ".join(s.text for s in pipeline.transcribe(str(p), batch_size=8, **opts)[0]) for p in paths]
+    def texts_of(segments) -> str:
+        return "".join(s.text for s in segments).strip()
 
     def stage(batch_size: int, out: str):
         def run():
             transcribe_source(manifest, seg_dir, work / out, {**cfg, "batch_size": batch_size}, threads=args.threads)
+            return [s["text"] for s in json.loads((work / out).read_text())["segments"]]
         return run
 
-    results, texts = {}, {}
-    for _ in range(args.repeat):
-        start = time.perf_counter()
-        texts["direct one by one"] = direct_one_by_one()
-        best(results, "faster-whisper direct, one by one", time.perf_counter() - start)
-        start = time.perf_counter()
-        texts["direct same options"] = direct_same_options()
-        best(results, "faster-whisper direct, one by one, the stage's options", time.perf_counter() - start)
-        start = time.perf_counter()
-        texts["direct batched per file"] = direct_batched_per_file()
-        best(results, "faster-whisper direct, BatchedInferencePipeline per file", time.perf_counter() - start)
-        best(results, "stage faster-whisper, batch_size 1", timed(stage(1, "t1.json")) - load_s)
-        best(results, "stage faster-whisper, batch_size 8", timed(stage(8, "t8.json")) - load_s)
+    fw = {
+        "direct WhisperModel.transcribe, library defaults": lambda: [texts_of(model.transcribe(
+            str(p), vad_filter=False, condition_on_previous_text=False, **opts)[0]) for p in paths],
+        "direct WhisperModel.transcribe, the stage's options": lambda: [texts_of(model.transcribe(
+            str(p), max_new_tokens=token_budget(sf.info(str(p)).duration), **stage_opts, **opts)[0])
+            for p in paths],
+        "direct BatchedInferencePipeline, one file per call": lambda: [texts_of(pipeline.transcribe(
+            str(p), batch_size=8, **opts)[0]) for p in paths],
+        "stage, batch_size 1": stage(1, "t1.json"),
+        "stage, batch_size 8": stage(8, "t8.json"),
+    }
+    load = measure(lambda: make_transcriber(cfg, args.threads))[:2]  # what the stage spends loading the model
+    best, outputs = run_side_by_side(fw, args.repeat, {"stage, batch_size 1": load, "stage, batch_size 8": load})
+    wer = {name: word_error_rate([references[i] for i in labelled], [out[i] for i in labelled])
+           for name, out in outputs.items()} if labelled else None
+    report(f"faster-whisper, bundled tiny.en (WER on the {len(labelled)} labelled clips):", best, audio_s, wer)
+    ratio(best, "stage, batch_size 1", "direct WhisperModel.transcribe, the stage's options",
+          "stage overhead (batch_size 1 vs direct, same options)")
+    ratio(best, "stage, batch_size 1", "direct WhisperModel.transcribe, library defaults",
+          "stage batch_size 1 vs direct, library defaults")
+    ratio(best, "stage, batch_size 8", "stage, batch_size 1", "batched (8) vs one by one, both in the stage")
+    ratio(best, "stage, batch_size 8", "direct BatchedInferencePipeline, one file per call",
+          "stage batch_size 8 vs BatchedInferencePipeline per file")
+    print()
 
-    for name, out in (("stage faster-whisper, batch_size 1", "t1.json"), ("stage faster-whisper, batch_size 8",
-                                                                            "t8.json")):
-        texts[name] = [s["text"] for s in json.loads((work / out).read_text())["segments"]]
-    labelled = [i for i, r in enumerate(references) if r]
-
-    def wer(name: str) -> str:
-        if not labelled:
-            return ""
-        refs, hyps = [references[i] for i in labelled], [texts[name][i] for i in labelled]
-        return f"  WER {100 * word_error_rate(refs, hyps):.1f}% on {len(labelled)} labelled clips"
-
-    print("faster-whisper (bundled tiny.en), model load excluded:")
-    for name, seconds in results.items():
-        key = {"faster-whisper direct, one by one": "direct one by one",
-               "faster-whisper direct, BatchedInferencePipeline per file": "direct batched per file",
-               "faster-whisper direct, one by one, the stage's options": "direct same options"}.get(name, name)
-        print(f"  {name:58s} {seconds:7.2f} s  {audio_s / seconds:6.1f}x real time{wer(key)}")
-    one = results["stage faster-whisper, batch_size 1"] / results["faster-whisper direct, one by one"] - 1
-    print(f"  stage batch_size 1 vs direct one by one (library defaults): {100 * one:+.1f}%")
-    one = results["stage faster-whisper, batch_size 1"] / results[
-        "faster-whisper direct, one by one, the stage's options"] - 1
-    print(f"  stage overhead: batch_size 1 vs direct with its options:  {100 * one:+.1f}%")
-    speed = results["faster-whisper direct, one by one"] / results["stage faster-whisper, batch_size 8"]
-    print(f"  stage batch_size 8 vs direct one by one:                   {speed:.2f}x faster")
-    speed = results["faster-whisper direct, BatchedInferencePipeline per file"] / results[
-        "stage faster-whisper, batch_size 8"]
-    print(f"  stage batch_size 8 vs BatchedInferencePipeline per file:   {speed:.2f}x faster\n")
-
-    # openai-whisper: a tiny checkpoint built here (no weights to download offline).
+    # ---- openai-whisper: a tiny checkpoint built here ----
     ckpt = build_tiny_whisper(work / "tiny.pt", text=" the", language="en")
+    ow_device = "cuda" if torch.cuda.is_available() else "cpu"
     ow_cfg = {**DEFAULTS, "backend": "openai-whisper", "model": str(ckpt), "beam_size": args.beam_size,
-              "device": "cuda" if torch.cuda.is_available() else "cpu", "workers": 1, "detect_language": False}
-    ow_model = whisper.load_model(str(ckpt), device=ow_cfg["device"])
+              "device": ow_device, "workers": 1, "detect_language": False}
+    ow_model = whisper.load_model(str(ckpt), device=ow_device)
     torch.set_num_threads(args.threads)
-    ow_load = min(timed(lambda: make_transcriber(ow_cfg, args.threads)) for _ in range(2))
 
-    def ow_direct(**same):
+    def ow_direct(same: bool):
         def run():
             for p in paths:
-                extra = {k: v(p) if callable(v) else v for k, v in same.items()}
+                extra = {"sample_len": token_budget(sf.info(str(p)).duration), "no_speech_threshold": None,
+                         "logprob_threshold": None} if same else {}
                 whisper.transcribe(ow_model, str(p), language="en", beam_size=args.beam_size,
-                                   best_of=args.beam_size, fp16=ow_cfg["device"] == "cuda",
+                                   best_of=args.beam_size, fp16=ow_device == "cuda",
                                    condition_on_previous_text=False, word_timestamps=True, verbose=None, **extra)
         return run
 
-    ow = {}
-    ow_direct()()  # warm up numba's DTW compile, which both sides would otherwise pay once
-    stage_options = {"sample_len": lambda p: token_budget(sf.info(str(p)).duration), "no_speech_threshold": None,
-                     "logprob_threshold": None}
-    for _ in range(args.repeat):
-        best(ow, "direct whisper.transcribe", timed(ow_direct()))
-        best(ow, "direct whisper.transcribe, the stage's options", timed(ow_direct(**stage_options)))
-        best(ow, "stage openai-whisper", timed(lambda: transcribe_source(
-            manifest, seg_dir, work / "ow.json", ow_cfg, threads=args.threads)) - ow_load)
-    print("openai-whisper (tiny checkpoint built from ModelDimensions; speed says nothing about a real model):")
-    for name, seconds in ow.items():
-        print(f"  {name:58s} {seconds:7.2f} s  {audio_s / seconds:6.1f}x real time")
-    print(f"  stage vs direct (library defaults):                        "
-          f"{100 * (ow['stage openai-whisper'] / ow['direct whisper.transcribe'] - 1):+.1f}%")
-    same = ow["direct whisper.transcribe, the stage's options"]
-    print(f"  stage overhead vs direct with its options:                 "
-          f"{100 * (ow['stage openai-whisper'] / same - 1):+.1f}%\n")
+    ow_direct(True)()  # numba compiles Whisper's DTW on first use: keep that out of both sides
+    ow = {"direct whisper.transcribe, library defaults": ow_direct(False),
+          "direct whisper.transcribe, the stage's options": ow_direct(True),
+          "stage": lambda: transcribe_source(manifest, seg_dir, work / "ow.json", ow_cfg, threads=args.threads)}
+    ow_load = measure(lambda: make_transcriber(ow_cfg, args.threads))[:2]
+    best, _ = run_side_by_side(ow, args.repeat, {"stage": ow_load})
+    report("openai-whisper, tiny checkpoint from ModelDimensions (its speed says nothing about a real model):",
+           best, audio_s)
+    ratio(best, "stage", "direct whisper.transcribe, the stage's options", "stage overhead (vs direct, same options)")
+    print()
 
+    # ---- speaker embeddings ----
     from xttsflow.speaker import embed_files
 
     embed_files(paths[:1])  # load the encoder outside the timing
-    seconds = min(timed(lambda: embed_files(paths, threads=args.threads)) for _ in range(args.repeat))
-    print(f"speaker embeddings (Resemblyzer): {seconds:.2f} s, {audio_s / seconds:.0f}x real time")
+    best, _ = run_side_by_side({"Resemblyzer, all partials of 32 clips per LSTM pass":
+                                lambda: embed_files(paths, threads=args.threads)}, args.repeat, {})
+    report("speaker embeddings:", best, audio_s)
 
     if device == "cuda":
-        print("\nGPU worker plan:")
-        for name in ("tiny", "medium", "large-v3"):
-            n = plan_workers({**cfg, "model": name, "workers": "auto"}, "cuda", threads=args.threads, n_files=1000)
-            print(f"  {name:10s} float16 batch 8: {n} worker(s)")
-        start = time.perf_counter()
-        transcribe_files(paths, "en", {**cfg, "workers": "auto", "batch_size": 8}, threads=args.threads)
-        seconds = time.perf_counter() - start
-        print(f"  tiny.en, auto workers (model loads included): {seconds:.2f} s, {audio_s / seconds:.1f}x real time")
+        print("\nGPU: workers the stage plans (float16, batch 8, 16 threads):")
+        for name in ("tiny", "small", "medium", "large-v3"):
+            n = plan_workers({**cfg, "model": name, "workers": "auto", "batch_size": 8}, "cuda", threads=16,
+                             n_files=1000)
+            print(f"  {name:10s} {n} worker(s)")
+        wall, _, _ = measure(lambda: transcribe_files(paths, "en", {**cfg, "workers": "auto", "batch_size": 8},
+                                                      threads=args.threads))
+        print(f"  tiny.en with auto workers, loads included: {wall:.2f} s, {audio_s / wall:.1f}x real time")
     shutil.rmtree(work, ignore_errors=True)
 
 

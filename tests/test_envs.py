@@ -33,6 +33,10 @@ PROGRAMS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "espeak-ng": "espeak-ng", "
 # PyPI distributions that run or link FFmpeg themselves (torchcodec loads its shared libraries).
 DIST_NEEDS_PROGRAM = {"torchcodec": "ffmpeg", "yt-dlp": "ffmpeg", "openai-whisper": "ffmpeg", "pydub": "ffmpeg"}
 DYNAMIC_IMPORTERS = {"import_module", "find_spec", "__import__"}
+# Distributions that import another one only inside their functions, which neither their metadata nor an
+# import-time probe reveals: torchaudio.load/save delegate to torchcodec since torchaudio 2.9 (coqui-tts
+# reads training and reference audio with torchaudio.load).
+CALL_TIME_IMPORTS = {"torchaudio": "torchcodec"}
 CONDA_PIN = re.compile(r"^([A-Za-z0-9_.-]+)\s*==?\s*([0-9][A-Za-z0-9_.+]*)$")
 PIP_PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+!-]+)$")
 
@@ -411,7 +415,9 @@ def test_every_env_covers_what_its_rules_load_at_import_time(rules):
         loaded = finish_import_probe(proc)
         problems += [f"{path.name}: {failure}" for failure in loaded["failed"]]
         env = read_env(path)
-        missing = sorted(d for d in loaded["dists"] if canonicalize_name(d) != PACKAGE and not env.provides(d))
+        needed = set(loaded["dists"]) | {CALL_TIME_IMPORTS[canonicalize_name(d)] for d in loaded["dists"]
+                                         if canonicalize_name(d) in CALL_TIME_IMPORTS}
+        missing = sorted(d for d in needed if canonicalize_name(d) != PACKAGE and not env.provides(d))
         if missing:
             problems.append(f"{path.name}: its rules' code loads {missing}, which the env does not install")
     assert not problems, "\n".join(problems)

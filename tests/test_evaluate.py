@@ -75,7 +75,7 @@ def test_too_few_good_clips_relaxes_with_a_warning(dataset_root, tmp_path):
 def test_a_small_val_split_keeps_one_clip_to_compare_with(dataset_root, tmp_path):
     refs = _refs(dataset_root, tmp_path / "r.json", num_references=5)
     assert len(refs["references"]) == 3 and len(refs["real_clips"]) == 1
-    assert "only 4 held-out clips: 3 are references" in refs["warnings"][-1]
+    assert "only 4 held-out clips: 3 are references" in refs["warnings"][0]
 
 
 def test_configured_references_and_their_errors(dataset_root, tmp_path):

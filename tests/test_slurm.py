@@ -43,8 +43,11 @@ def skip_reason() -> str | None:
     if missing:
         return f"SLURM/munge binaries missing: {', '.join(missing)} (make system-deps installs slurm-wlm and munge)"
     etc_conf = Path("/etc/slurm/slurm.conf")
-    if etc_conf.exists() and not (etc_conf.is_symlink() and "slurm" in str(etc_conf.readlink())):
-        return "this host has its own SLURM (/etc/slurm/slurm.conf): the test will not start a second one"
+    if etc_conf.is_symlink() and etc_conf.exists():
+        return (f"a one-node SLURM from cluster/local-slurm is already running ({etc_conf} -> {etc_conf.readlink()}); "
+                "stop it with cluster/local-slurm/teardown.sh <its folder>")
+    if etc_conf.exists():
+        return f"this host has its own SLURM ({etc_conf}): the test will not start a second one beside it"
     return None
 
 

@@ -30,8 +30,8 @@ def train_losses(summary: dict) -> list[float]:
 
 
 def test_lora_overfits_a_handful_of_clips_and_changes_only_adapters(tmp_path):
-    s = settings(tmp_path, batch_size=4, max_steps=10, learning_rate=1e-2, lora_rank=16, use_tensorboard=True,
-                 eval_audio=True, eval_audio_seconds=0.3, save_every_n_steps=4)
+    s = settings(tmp_path, dataset=tiny_dataset(4, 1), max_steps=10, learning_rate=1e-2, lora_rank=16,
+                 use_tensorboard=True, save_every_n_steps=4)
     trainer = Trainer(s, tiny_base())
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     summary = trainer.run(progress=False)
@@ -59,19 +59,24 @@ def test_lora_overfits_a_handful_of_clips_and_changes_only_adapters(tmp_path):
     assert {p.name for p in (s.run_dir / "export").iterdir()} >= {
         "model.pth", "config.json", "vocab.json", "dvae.pth", "mel_stats.pth", "speakers_xtts.pth"}
 
+    events = tensorboard_events(s.tensorboard_dir)
+    assert {"train/loss", "train/loss_mel_ce", "train/loss_text_ce", "train/lr", "train/grad_norm",
+            "train/samples_per_s", "val/loss"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 11))
+    assert [e.step for e in events.Scalars("val/loss")] == [2, 4, 6, 8, 10]  # every epoch (2 batches)
+
+
+def tensorboard_events(folder: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(s.tensorboard_dir), size_guidance={"audio": 0, "scalars": 0})
+    events = EventAccumulator(str(folder), size_guidance={"audio": 0, "scalars": 0})
     events.Reload()
-    tags = events.Tags()
-    assert {"train/loss", "train/loss_mel_ce", "train/loss_text_ce", "train/lr", "train/grad_norm",
-            "train/samples_per_s", "val/loss"} <= set(tags["scalars"])
-    assert "eval/sample_0" in tags["audio"]
-    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 11))
+    return events
 
 
 def test_full_finetune_trains_the_gpt_and_nothing_else(tmp_path):
-    s = settings(tmp_path, use_lora=False, max_steps=2, learning_rate=1e-4)
+    s = settings(tmp_path, use_lora=False, max_steps=2, learning_rate=1e-4, use_tensorboard=True, eval_audio=True,
+                 eval_audio_seconds=0.3, eval_sentences=["One.", "Two."])
     trainer = Trainer(s, tiny_base())
     assert trainer.counts["trainable"] == trainer.counts["gpt_total"]
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -80,6 +85,8 @@ def test_full_finetune_trains_the_gpt_and_nothing_else(tmp_path):
     changed = {k.split(".")[1] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"gpt"}, changed
     assert not (s.run_dir / "lora").exists()
+    audio = tensorboard_events(s.tensorboard_dir).Audio("eval/sample_1")  # a synthesized sample per validation
+    assert [a.step for a in audio] == [2] and audio[0].sample_rate == 24000 and audio[0].length_frames > 0
 
 
 RESUMED = {"max_steps": 10, "save_every_n_steps": 2, "learning_rate": 1e-3, "lora_dropout": 0.1}
@@ -107,7 +114,7 @@ def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     proc.wait()
     killed_at = max(checkpoints.load_state(p)["step"] for p in checkpoints.periodic(run_dir))
     assert 4 <= killed_at < 10
-    for path in [*checkpoints.periodic(run_dir), run_dir / "best_model.pt"]:
+    for path in [*checkpoints.periodic(run_dir), *run_dir.glob("best_model.pt")]:
         checkpoints.load_state(path)  # every checkpoint on disk is whole (weights_only load)
 
     resumed = subprocess.run(_train_cli(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -136,13 +143,14 @@ def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
 
 def test_a_changed_setting_starts_over_instead_of_resuming(tmp_path):
     Trainer(settings(tmp_path, max_steps=2), tiny_base()).run(progress=False)
-    other = Trainer(settings(tmp_path, max_steps=2, lora_rank=4), tiny_base())
+    other = Trainer(settings(tmp_path, max_steps=2, lora_rank=4, grad_accum_steps=2), tiny_base())
     other.resume_or_start()
     assert other.step == 0 and not checkpoints.periodic(other.run_dir)  # rank-8 checkpoints are gone
-    other.run(progress=False)
-    longer = Trainer(settings(tmp_path, max_steps=4, lora_rank=4), tiny_base())
+    summary = other.run(progress=False)
+    assert summary["epochs"] == 2  # 4 clips, batches of 2, 2 batches per optimizer step: one step per epoch
+    longer = Trainer(settings(tmp_path, max_steps=4, lora_rank=4, grad_accum_steps=2), tiny_base())
     longer.resume_or_start()
-    assert longer.step == 2  # more steps under the same settings continue the run
+    assert (longer.step, longer.epoch) == (2, 2)  # more steps under the same settings continue the run
 
 
 @pytest.mark.parametrize(

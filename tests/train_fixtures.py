@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from xttsflow.xtts_model import build_tiny_checkpoint
 
 _CACHE: dict[str, Path] = {}
 _ROOT = Path(tempfile.mkdtemp(prefix="xttsflow-train-tests-"))
+atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)  # the tiny model is 300 MB
 
 #: Settings every test run uses unless it says otherwise: small, fast, deterministic, nothing from .env.
 FAST = dict(language="en", batch_size=2, num_workers=0, log_every_n_steps=1, save_every_n_steps=100,

@@ -122,14 +122,14 @@ def choose_references(dataset_dir: str | os.PathLike, transcripts: list, cfg: di
     if cfg.get("references"):
         chosen, relaxed = [_override(item, by_id, dataset_dir) for item in cfg["references"]], False
     else:
-        ranked, relaxed = _rank(clips, cfg)
         count = cfg["num_references"]
         if 1 < len(clips) <= count:  # keep at least one held-out clip to compare the samples with
             count = len(clips) - 1
             warnings.append(f"only {len(clips)} held-out clips: {count} are references, one is kept to compare with")
+        ranked, relaxed = _rank(clips, {**cfg, "num_references": count})
         chosen = ranked[:count]
         if relaxed:
-            warnings.append(f"fewer than {cfg['num_references']} held-out clips are {cfg['reference_min_duration']}-"
+            warnings.append(f"fewer than {count} held-out clips are {cfg['reference_min_duration']}-"
                             f"{cfg['reference_max_duration']} s long with confidence >= "
                             f"{cfg['reference_min_confidence']} and no flags: took the closest ones")
     chosen_ids = {c["id"] for c in chosen}

@@ -129,17 +129,15 @@ def evaluate(model, loader, device: torch.device, amp_dtype) -> dict:
 
 
 @torch.no_grad()
-def synthesize_sample(model, text: str, language: str, reference: str, seconds: float):
-    """Speech for `text` in the reference clip's voice from the model as it is now (24 kHz float array)."""
+def synthesize_sample(model, text: str, language: str, reference, speaker, seconds: float):
+    """Speech for `text` in the voice of `reference` (22050 Hz audio) from the model as it is now (24 kHz)."""
     gpt = model.xtts.gpt
     gpt.eval()
     gpt.init_gpt_for_inference(kv_cache=True, use_deepspeed=False)
     try:
-        latents, speaker = model.xtts.get_conditioning_latents(audio_path=[reference], gpt_cond_len=6)
-        out = model.xtts.inference(
-            text, language.split("-")[0], latents, speaker, max_new_tokens=max(8, int(seconds * TRAIN_SAMPLE_RATE
-                                                                                     / CODE_STRIDE))
-        )
+        latents = model.xtts.get_gpt_cond_latents(reference, TRAIN_SAMPLE_RATE, length=6, chunk_length=6)
+        max_codes = max(8, int(seconds * TRAIN_SAMPLE_RATE / CODE_STRIDE))
+        out = model.xtts.inference(text, language.split("-")[0], latents, speaker, max_new_tokens=max_codes)
     finally:
         del gpt.gpt_inference  # as coqui's GPTTrainer.test_run: the inference wrappers are not trained
         del gpt.gpt.wte
@@ -217,6 +215,7 @@ class Trainer:
         )
         self.step, self.epoch, self.batch = 0, 0, 0
         self.best_val, self.history = math.inf, []
+        self._reference = None  # (audio, speaker embedding, language) for the TensorBoard samples
 
     def _load_data(self, language: str | None) -> None:
         s, tokenizer = self.settings, self.model.xtts.tokenizer
@@ -373,11 +372,17 @@ class Trainer:
             self._audio_sample(logger)
 
     def _audio_sample(self, logger: Logger) -> None:
+        from TTS.tts.models.xtts import load_audio
+
         s = self.settings
-        reference = (self.val_set.samples or self.train_set.samples)[0]
+        if self._reference is None:  # the decoder's speaker encoder never trains: embed the reference once
+            sample = (self.val_set.samples or self.train_set.samples)[0]
+            audio = load_audio(sample["audio_file"], TRAIN_SAMPLE_RATE).to(self.device)
+            speaker = self.model.xtts.get_speaker_embedding(audio, TRAIN_SAMPLE_RATE)
+            self._reference = (audio, speaker, sample["language"])
+        audio, speaker, language = self._reference
         for i, text in enumerate(s.eval_sentences):
-            wav = synthesize_sample(self.model, text, reference["language"], reference["audio_file"],
-                                    s.eval_audio_seconds)
+            wav = synthesize_sample(self.model, text, language, audio, speaker, s.eval_audio_seconds)
             logger.audio(f"eval/sample_{i}", wav, self.step)
 
     def finish(self, export_dir: Path | None = None) -> dict:

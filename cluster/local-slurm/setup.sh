@@ -36,15 +36,23 @@ for pidfile in munged.pid slurmctld.pid slurmd.pid; do
     die "a daemon from an earlier setup still runs ($STATE/$pidfile); run teardown.sh $STATE first"
   fi
 done
-if [ -e "$ETC_CONF" ] || [ -L "$ETC_CONF" ]; then
+# A dangling symlink is a leftover of a setup whose state is gone (e.g. a crashed test): not a live SLURM.
+if [ -L "$ETC_CONF" ] && [ ! -e "$ETC_CONF" ]; then rm -f "$ETC_CONF"; fi
+if [ -e "$ETC_CONF" ]; then
   [ "$(readlink "$ETC_CONF" || true)" = "$STATE/slurm.conf" ] ||
     die "$ETC_CONF exists and is not this setup's symlink; this host has its own SLURM - use that one"
 fi
 
-# A fresh state directory: private, since munged refuses key and socket paths others can write.
+# A fresh state directory: private, since munged refuses key and socket paths others can write. Only an
+# empty folder or an earlier state of this script is ever emptied.
+if [ -d "$STATE" ] && [ -n "$(ls -A "$STATE")" ] && [ ! -f "$STATE/local-slurm.state" ]; then
+  die "$STATE is not empty and not a local-slurm folder; give an empty or new folder"
+fi
 rm -rf "$STATE"
 mkdir -p "$STATE"/{munge,ctld,slurmd,log,dev}
 chmod 700 "$STATE" "$STATE/munge"
+echo "state of cluster/local-slurm/setup.sh; stop with teardown.sh $STATE" >"$STATE/local-slurm.state"
+trap 'echo "local-slurm setup failed; stop what it started: $HERE/teardown.sh $STATE" >&2' ERR
 
 # munged with its own key, socket and pid file, so a munged the host may run is left alone.
 dd if=/dev/urandom of="$STATE/munge/munge.key" bs=1024 count=1 status=none
@@ -65,18 +73,20 @@ fill() {
 fill "$HERE/slurm.conf.in" "$STATE/slurm.conf"
 fill "$HERE/gres.conf.in" "$STATE/gres.conf"
 
+# Job steps read /etc/slurm/slurm.conf (the jobstep plugin drops SLURM_CONF). Past the checks above it is
+# absent or already this setup's own link; either way teardown.sh removes it.
 if [ ! -L "$ETC_CONF" ]; then
   mkdir -p /etc/slurm
   ln -s "$STATE/slurm.conf" "$ETC_CONF"
-  echo "$ETC_CONF" >"$STATE/created-etc-symlink"
 fi
+echo "$ETC_CONF" >"$STATE/created-etc-symlink"
 
 export SLURM_CONF="$STATE/slurm.conf"
 # -c: start from an empty job state; -f: absolute config path (the daemons resolve gres.conf beside it).
 slurmctld -c -f "$SLURM_CONF"
 slurmd -f "$SLURM_CONF" -N "$NODE"
 
-# Ready when the node is idle in the partition (normally 2-5 s).
+# Ready when the node is idle (about 1 s after the start on a 2-core VM).
 for _ in $(seq 1 100); do
   state="$(sinfo -h -N -o %t 2>/dev/null | sort -u || true)"
   [ "$state" = "idle" ] && break
@@ -84,7 +94,8 @@ for _ in $(seq 1 100); do
 done
 if [ "$state" != "idle" ]; then
   tail -n 20 "$STATE"/log/*.log >&2 || true
-  die "node $NODE did not come up idle (state '${state:-none}'); logs above, all in $STATE/log"
+  die "node $NODE did not come up idle (state '${state:-none}'); logs above, all in $STATE/log;" \
+    "stop what started: $HERE/teardown.sh $STATE"
 fi
 
 echo "export SLURM_CONF=$SLURM_CONF"

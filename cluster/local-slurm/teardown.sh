@@ -8,6 +8,7 @@ set -uo pipefail
 
 STATE="$(realpath -m "${1:-${XTTSFLOW_SLURM_DIR:-/tmp/xttsflow-slurm}}")"
 [ -d "$STATE" ] || exit 0
+[ -f "$STATE/local-slurm.state" ] || { echo "local-slurm teardown: $STATE is no local-slurm folder" >&2; exit 1; }
 
 stop() {  # stop the process in pid file $1, waiting up to 10 s before SIGKILL
   local pidfile="$STATE/$1" pid
