@@ -78,7 +78,10 @@ def bench(name: str, gpt: dict, work: Path, codes: int, repeats: int, device: st
                           max_new_tokens=codes * len(sentences), **kwargs)
     whole = time.perf_counter() - whole_start
     ours(), coqui()  # warm-up
-    runs = {"ours": [ours() for _ in range(repeats)], "coqui": [coqui() for _ in range(repeats)]}
+    runs = {"ours": [], "coqui": []}
+    for i in range(repeats):  # interleaved, alternating order: a shared machine's load hits both alike
+        for side in (("ours", "coqui") if i % 2 == 0 else ("coqui", "ours")):
+            runs[side].append(ours() if side == "ours" else coqui())
     t_ours = statistics.median(r[0] for r in runs["ours"])
     t_coqui = statistics.median(r[0] for r in runs["coqui"])
     audio = runs["ours"][0][2]

@@ -1,6 +1,6 @@
 """Transcribe stage benchmark: throughput in x real time, batched vs one by one, and the stage's overhead.
 
-    .venv/bin/python benchmarks/bench_transcribe.py [--threads 2] [--repeat 3] [--clips 16]
+    .venv/bin/python benchmarks/bench_transcribe.py [--threads 2] [--repeat 2] [--clips 12]
 
 On the same clips (LJSpeech clips from ../shared/fixtures, else espeak-ng sentences), side by side:
   1. faster-whisper with the bundled tiny.en (CTranslate2), called directly - one clip at a time
@@ -112,8 +112,8 @@ def ratio(best: dict, a: str, b: str, label: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--clips", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--clips", type=int, default=12)
     parser.add_argument("--beam-size", type=int, default=5)
     args = parser.parse_args(argv)
     os.environ["TQDM_DISABLE"] = "1"  # the stage's per-job progress bar would interleave with the table

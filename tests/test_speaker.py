@@ -89,12 +89,14 @@ def test_embed_source_writes_ids_and_vectors(tmp_path, mixed_source):
         segments.append({"id": f"mix-1_{i:04d}", "file": f"mix-1_{i:04d}.wav", "duration": 4.0})
     write_wav(seg_dir / "mix-1_0002.wav", np.zeros(22050 * 3, np.float32), 22050)  # digital silence
     segments.append({"id": "mix-1_0002", "file": "mix-1_0002.wav", "duration": 3.0})
+    (seg_dir / "mix-1_0003.wav").write_bytes(b"not audio")  # corrupt: a zero row, not a failed job
+    segments.append({"id": "mix-1_0003", "file": "mix-1_0003.wav", "duration": 3.0})
     write_json(tmp_path / "segments" / "mix-1.json", {"source": "mix-1", "segments": segments})
 
     embed_source(tmp_path / "segments" / "mix-1.json", seg_dir, tmp_path / "embeddings" / "mix-1.npz")
     ids, emb = read_embeddings(tmp_path / "embeddings" / "mix-1.npz")
-    assert ids == ["mix-1_0000", "mix-1_0001", "mix-1_0002"] and emb.shape == (3, 256)
-    assert not np.any(emb[2]) and np.allclose(np.linalg.norm(emb[:2], axis=1), 1.0, atol=1e-4)
+    assert ids == ["mix-1_0000", "mix-1_0001", "mix-1_0002", "mix-1_0003"] and emb.shape == (4, 256)
+    assert not np.any(emb[2:]) and np.allclose(np.linalg.norm(emb[:2], axis=1), 1.0, atol=1e-4)
 
     (seg_dir / "mix-1_0001.wav").unlink()
     with pytest.raises(XttsflowError, match=r"missing.*mix-1_0001\.wav"):

@@ -214,6 +214,20 @@ def test_missing_segment_file_names_it(tmp_path, espeak_clips):
     assert not (tmp_path / "t.json").exists()
 
 
+def test_corrupt_segment_is_flagged_not_fatal(tmp_path, espeak_clips):
+    from xttsflow.audio import read_wav
+
+    manifest = make_source(tmp_path, "corrupt-1", [read_wav(espeak_clips[0]), read_wav(espeak_clips[1])])
+    (tmp_path / "segments" / "corrupt-1" / "corrupt-1_0001.wav").write_bytes(b"RIFF\x00\x00not a wav at all")
+    out = tmp_path / "corrupt.json"
+    stats = transcribe_source(manifest, tmp_path / "segments" / "corrupt-1", out, TINY_EN, threads=2)
+    good, bad = read_json(out)["segments"]
+    assert word_error_rate([ESPEAK_TEXTS[0]], [good["text"]]) <= 0.25 and good["flags"] == []
+    assert bad["text"] == "" and bad["flags"][0].startswith("audio: unreadable audio")
+    assert "corrupt-1_0001" in bad["flags"][0]
+    assert stats["flags"] == {"audio": 1}
+
+
 def test_two_cpu_workers_share_the_clips(tmp_path, espeak_clips):
     """workers=2: two processes, each loading the model once, results back in clip order."""
     from xttsflow.audio import read_wav

@@ -11,12 +11,13 @@ import argparse
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from .atomic import atomic_dir
 from .errors import XttsflowError
-from .export import _link_or_copy
+from .export import link_or_copy
 from .settings import BUILTIN_TINY, base_model_kind
 from .xtts_model import XTTS_FILES, build_tiny_checkpoint, check_layout
 
@@ -82,7 +83,7 @@ def prepare_base_model(spec: str, out_dir: str | Path, accept_cpml: bool = False
     check_layout(source)
     with atomic_dir(out_dir) as tmp:
         for name in XTTS_FILES:
-            _link_or_copy(source / name, tmp / name)
+            link_or_copy(source / name, tmp / name)
     log.info("base model %s -> %s", spec, out_dir)
     return out_dir
 
@@ -97,7 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the builtin:tiny random weights")
     args = parser.parse_args(argv)
     setup_console()
-    print(prepare_base_model(args.spec, args.out_dir, args.accept_cpml, args.seed))
+    try:
+        print(prepare_base_model(args.spec, args.out_dir, args.accept_cpml, args.seed))
+    except XttsflowError as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ import argparse
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from .atomic import atomic_dir, read_json, write_json
+from .errors import XttsflowError
 from .xtts_model import XTTS_FILES, save_state
 
 log = logging.getLogger(__name__)
@@ -48,13 +50,13 @@ def export_model(model, peft_model, base_dir: Path, out_dir: Path, info: dict) -
     with atomic_dir(out_dir) as tmp:
         save_state(tmp / "model.pth", {"model": xtts_state(model), "config": base_config})
         for name in CARRIED:
-            _link_or_copy(base_dir / name, tmp / name)
+            link_or_copy(base_dir / name, tmp / name)
         write_json(tmp / "xttsflow.json", info)
     log.info("exported the fine-tuned model to %s", out_dir)
     return out_dir
 
 
-def _link_or_copy(src: Path, dest: Path) -> None:
+def link_or_copy(src: Path, dest: Path) -> None:
     # A hard link shares the (often 200 MB) DVAE with the base folder; copy across file systems.
     try:
         os.link(src, dest)
@@ -73,7 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="export folder (default: <run>/export)")
     args = parser.parse_args(argv)
     setup_console()
-    export_run(args.base, args.run, args.out or args.run / "export", args.checkpoint)
+    try:
+        print(export_run(args.base, args.run, args.out or args.run / "export", args.checkpoint))
+    except XttsflowError as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def phrases_for(language: str | None, cfg: ScreenConfig) -> list[str]:
 
 def screen(segment: dict, duration: float, language: str | None, cfg: ScreenConfig) -> list[str]:
     """Flags for one transcribed segment (text and Whisper's confidence figures); [] when it looks clean."""
-    flags = []
+    flags = [f"audio: {segment['error']}"] if segment.get("error") else []
     text = segment.get("text", "").strip()
     ratio, logprob, no_speech = (segment.get(k) for k in ("compression_ratio", "avg_logprob", "no_speech_prob"))
     if ratio is not None and ratio > cfg.max_compression_ratio:

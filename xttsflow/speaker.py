@@ -81,9 +81,18 @@ def embed_files(paths: Sequence[str | os.PathLike], device: str = "auto", thread
     encoder = _encoder(_resolve_device(device))
     out = np.zeros((len(paths), EMBEDDING_SIZE), np.float32)
     for start in range(0, len(paths), clips_per_batch):
-        wavs = [_load(Path(p)) for p in paths[start:start + clips_per_batch]]
+        wavs = [_load_or_empty(Path(p)) for p in paths[start:start + clips_per_batch]]
         out[start:start + len(wavs)] = _embed_batch(encoder, wavs)
     return out
+
+
+def _load_or_empty(path: Path) -> np.ndarray:
+    """An unreadable clip gets a zero row (the dataset stage then counts it as an outlier), not a failed job."""
+    try:
+        return _load(path)
+    except XttsflowError as err:
+        log.warning("%s", err)
+        return np.zeros(0, np.float32)
 
 
 def _embed_batch(encoder, wavs: list[np.ndarray]) -> np.ndarray:
@@ -145,6 +154,8 @@ def embed_source(manifest: str | os.PathLike, segments_dir: str | os.PathLike, o
     if missing:
         raise XttsflowError(f"speaker: {len(missing)} segment file(s) listed in {manifest} are missing from "
                             f"{segments_dir} (first: {missing[0]}) — delete {manifest} and re-run the segment stage")
+    if segments:
+        _encoder(_resolve_device(device))  # load (and import) outside the throughput figure
     start = time.perf_counter()
     embeddings = embed_files([segments_dir / s["file"] for s in segments], device=device, threads=threads)
     seconds = time.perf_counter() - start

@@ -48,13 +48,15 @@ BYTES_PER_PARAM = {"float32": 4, "float16": 2, "bfloat16": 2, "int8_float16": 1,
 #: Per-process CUDA context and allocator slack.
 CUDA_CONTEXT_BYTES = 300 * 2**20
 #: Token budget per second of audio (text + timestamp tokens; fast speech is ~5/s, CJK ~10/s). A
-#: hallucination loop stops there instead of at Whisper's 448 tokens, which on a tone costs 10x the time.
+#: hallucination loop on a tone or music stops there instead of running to Whisper's limit.
 MAX_TOKENS_PER_SECOND = 12
 MIN_TOKENS = 32
+#: Whisper's own cap on sampled tokens (n_text_ctx // 2); beyond it a prompt would not fit the context.
+MAX_SAMPLE_TOKENS = 224
 
 
 def token_budget(seconds: float) -> int:
-    return int(MIN_TOKENS + MAX_TOKENS_PER_SECOND * min(seconds, 30.0))
+    return min(MAX_SAMPLE_TOKENS, int(MIN_TOKENS + MAX_TOKENS_PER_SECOND * seconds))
 
 
 def resolve_model(model: str) -> str:
@@ -111,6 +113,8 @@ def load_audio(path: str | os.PathLike) -> np.ndarray:
 
         return decode(path, WHISPER_SAMPLE_RATE)
     samples = samples.mean(axis=1)
+    if not samples.size:
+        raise XttsflowError(f"{path}: the file holds no samples")
     if rate != WHISPER_SAMPLE_RATE:
         import soxr
 
@@ -289,17 +293,25 @@ class Transcriber:
         self.backend, self.model_name, self.version = self.impl.backend, self.impl.model_name, self.impl.version
 
     def transcribe(self, paths: list, language: str | None) -> list[dict]:
-        audios = [load_audio(p) for p in paths]
         language = whisper_language(language)
         if language and language not in self.impl.languages:
             only = "only knows English" if not self.impl.multilingual else "does not know this language"
             raise XttsflowError(f"transcribe: model {self.model_name} {only} ({language!r}) — use a multilingual "
                                 "Whisper model (e.g. large-v3) or set the source's language / transcribe.language")
-        detected = self._detect(audios, forced=language)
-        results: list[dict | None] = [None] * len(audios)
+        results: list[dict | None] = [None] * len(paths)
+        audios = {}
+        for i, path in enumerate(paths):
+            try:
+                audios[i] = load_audio(path)
+            except (XttsflowError, OSError) as err:  # one unreadable clip must not cost the source's others
+                log.warning("transcribe: %s", err)
+                results[i] = {**merge_parts([]), "language": language, "language_probability": None,
+                              "error": f"unreadable audio ({err})"}
+        good = sorted(audios)
+        detected = dict(zip(good, self._detect([audios[i] for i in good], forced=language), strict=True))
         # One decode call per language, so batches never mix languages.
-        for lang in sorted({d[0] if language is None else language for d in detected}):
-            idx = [i for i, d in enumerate(detected) if (language or d[0]) == lang]
+        for lang in sorted({language or d[0] for d in detected.values()}):
+            idx = [i for i in good if (language or detected[i][0]) == lang]
             for i, result in zip(idx, self.impl.decode([audios[i] for i in idx], lang), strict=True):
                 results[i] = {**result, "language": detected[i][0], "language_probability": detected[i][1]}
         return results
