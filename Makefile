@@ -36,9 +36,10 @@ test: install
 
 demo: install
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report report.html
 	@echo
 	@echo "Demo done. Segments: segments/  transcripts: transcripts/  dataset: dataset/"
-	@echo "Fine-tuned model: checkpoints/  samples: samples/  report: reports/"
+	@echo "Fine-tuned model: checkpoints/  samples: samples/  metrics: reports/  report: report.html"
 
 dag: install
 	$(BIN)/snakemake --dag | dot -Tsvg > dag.svg
@@ -58,4 +59,4 @@ lock:
 	$(BIN)/python -m pip freeze --exclude-editable > requirements.lock
 
 clean-demo:
-	rm -rf raw sources segments transcripts embeddings dataset models checkpoints runs samples reports logs
+	rm -rf raw sources segments transcripts embeddings dataset models checkpoints runs samples reports logs report.html

@@ -21,6 +21,8 @@ except XttsflowError as err:
 LOCAL_IDS = sorted(s.id for s in SOURCES.values() if s.kind == "local")
 URL_IDS = sorted(s.id for s in SOURCES.values() if s.kind == "url")
 RUN = config["train"].get("run_name", "main")
+# Transcription options that change a transcript; `workers` only changes speed, so it re-runs nothing.
+TRANSCRIBE_RESULT_OPTIONS = {k: v for k, v in config["transcribe"].items() if k != "workers"}
 STAGES = ["ingest", "segment", "transcribe", "dataset", "train", "evaluate"]
 
 

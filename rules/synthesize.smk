@@ -72,7 +72,7 @@ rule score:
         gpu=1,
         mem_mb=4000,
     params:
-        cfg=config["transcribe"],
+        cfg=TRANSCRIBE_RESULT_OPTIONS,
     script:
         "../scripts/score.py"
 
@@ -92,7 +92,7 @@ rule score_real:
         gpu=1,
         mem_mb=4000,
     params:
-        cfg=config["transcribe"],
+        cfg=TRANSCRIBE_RESULT_OPTIONS,
     script:
         "../scripts/score.py"
 

@@ -20,7 +20,7 @@ rule transcribe:
     params:
         # `workers` only changes speed (the script reads it from the config), so changing it never
         # re-runs a finished source.
-        cfg={k: v for k, v in config["transcribe"].items() if k != "workers"},
+        cfg=TRANSCRIBE_RESULT_OPTIONS,
         language=lambda wildcards: config["transcribe"].get("language") or source_info(wildcards.source)["language"],
     script:
         "../scripts/transcribe.py"

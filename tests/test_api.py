@@ -59,10 +59,10 @@ class Server:
             time.sleep(0.5)
         raise AssertionError(f"server did not come up in {timeout} s:\n{self.output()}")
 
-    def output(self) -> str:
+    def output(self, tail: int = 5000) -> str:
         self.log.flush()
         self.log.seek(0)
-        return self.log.read()[-5000:]
+        return self.log.read()[-tail:]
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -184,6 +184,7 @@ def test_concurrent_requests_queue_and_overflow_gets_429(server):
 
 
 def test_schemathesis_fuzz_finds_no_server_error(server, tmp_path):
+    before = len(server.output(tail=10**9))
     proc = subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json", "--checks",
          "not_a_server_error", "--max-examples", "12", "--seed", "7", "--workers", "1", "--no-shrink",
@@ -192,6 +193,9 @@ def test_schemathesis_fuzz_finds_no_server_error(server, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + server.output()
     assert "passed" in proc.stdout and "ST101" not in proc.stdout
+    access = server.output(tail=10**9)[before:]
+    assert access.count('"POST /synthesize HTTP/1.1" 200') >= 3, access[-3000:]  # it reached real synthesis
+    assert " 500 " not in access
 
 
 def test_token_is_required_when_set_and_off_loopback(eval_workdir, tmp_path):  # noqa: F811

@@ -93,7 +93,7 @@ def resolve_device(device: str, backend: str = "openai-whisper") -> str:
 
 
 def resolve_batch_size(batch_size: int | str, device: str) -> int:
-    """auto: 8 on GPU, where batching pays; 1 on CPU, where it measured ~18% slower (docs/transcribe.md)."""
+    """auto: 8 on GPU, where batching pays; 1 on CPU, where it costs ~17% more CPU per clip (docs/transcribe.md)."""
     if batch_size == "auto":
         return 8 if device == "cuda" else 1
     return int(batch_size)
