@@ -143,8 +143,8 @@ class Synthesizer:
                  time.perf_counter() - start, ", ".join(self.languages))
 
     def _fold_weight_norm(self) -> None:
-        """Fold the HiFi-GAN's weight norm into its weights once (coqui's own decoder loader does this for
-        inference); otherwise every forward pass recomputes them, ~10% of CPU decoding time."""
+        """Fold the HiFi-GAN's weight norm into its weights once, as coqui's own decoder loader does for
+        inference; otherwise every forward pass recomputes them (a few % of CPU decoding time)."""
         from torch.nn.utils import parametrize
 
         decoder = self.model.hifigan_decoder.waveform_decoder
