@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from xttsflow.atomic import write_json  # noqa: E402
 from xttsflow.audio import write_wav  # noqa: E402
 from xttsflow.demo import DEMO_SENTENCES, espeak  # noqa: E402
+from xttsflow.text_metrics import word_error_rate  # noqa: E402
 from xttsflow.transcribe import (  # noqa: E402
     DEFAULTS,
     build_tiny_whisper,
@@ -45,7 +46,6 @@ from xttsflow.transcribe import (  # noqa: E402
     token_budget,
     transcribe_files,
     transcribe_source,
-    word_error_rate,
 )
 
 FIXTURES = Path(os.environ.get("XTTSFLOW_FIXTURES", REPO.parent / "shared" / "fixtures"))

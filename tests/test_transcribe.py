@@ -14,6 +14,7 @@ from xttsflow.audio import write_wav
 from xttsflow.demo import DEMO_SENTENCES
 from xttsflow.errors import XttsflowError
 from xttsflow.hallucination import ScreenConfig, screen
+from xttsflow.text_metrics import word_error_rate
 from xttsflow.transcribe import (
     DEFAULTS,
     Journal,
@@ -23,7 +24,6 @@ from xttsflow.transcribe import (
     plan_workers,
     resolve_model,
     transcribe_source,
-    word_error_rate,
     worker_memory,
 )
 

@@ -34,8 +34,9 @@ from starlette.concurrency import run_in_threadpool
 from . import __version__
 from .atomic import read_json
 from .audio import AUDIO_EXTENSIONS, probe
+from .devices import resolve_device
 from .errors import XttsflowError
-from .inference import LOADS, Settings, get_synthesizer, loaded_models, resolve_device, wav_bytes
+from .inference import LOADS, Settings, get_synthesizer, loaded_models, wav_bytes
 
 log = logging.getLogger(__name__)
 

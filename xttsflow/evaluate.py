@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import logging
 import math
 import os
@@ -20,6 +19,7 @@ import soundfile as sf
 
 from .atomic import read_json, write_json
 from .errors import XttsflowError
+from .text_metrics import error_counts
 
 log = logging.getLogger(__name__)
 
@@ -171,38 +171,6 @@ def _override(item: str, by_id: dict, dataset_dir: Path) -> dict:
 
 
 # ---------- metrics ----------
-
-
-@functools.lru_cache(maxsize=4)
-def _normalizer(language: str):
-    from whisper.normalizers import BasicTextNormalizer, EnglishTextNormalizer
-
-    if language.split("-")[0] == "en":
-        return EnglishTextNormalizer()
-    return BasicTextNormalizer(split_letters=language.split("-")[0] in ("zh", "ja", "ko"))
-
-
-def normalize_for_scoring(text: str, language: str) -> str:
-    """Whisper's own normaliser (English spelling/contractions, or the basic one): fair to the recogniser."""
-    return " ".join(_normalizer(language)(text).split())
-
-
-def edit_distance(ref: list, hyp: list) -> int:
-    """Levenshtein distance between two token sequences."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
-def error_counts(reference: str, hypothesis: str, language: str) -> dict:
-    """Word and character edits against the reference after normalising both sides."""
-    ref, hyp = normalize_for_scoring(reference, language), normalize_for_scoring(hypothesis, language)
-    return {"word_edits": edit_distance(ref.split(), hyp.split()), "words": len(ref.split()),
-            "char_edits": edit_distance(list(ref), list(hyp)), "chars": len(ref)}
 
 
 def speech_seconds(path: str | os.PathLike, floor_dbfs: float = -50.0, range_db: float = 40.0) -> float:

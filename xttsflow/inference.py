@@ -24,6 +24,7 @@ import soundfile as sf
 from . import TRAIN_SAMPLE_RATE
 from .atomic import atomic_path
 from .audio import decode
+from .devices import resolve_device
 from .errors import XttsflowError
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,6 @@ class Voice:
     gpt_cond_latent: object
     speaker_embedding: object
     references: list[str]
-
-
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise XttsflowError(f"device {device!r} was asked for but no CUDA GPU is available — use device: cpu or auto")
-    return device
 
 
 def split_sentences(text: str, max_chars: int) -> list[str]:

@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from .atomic import atomic_path, read_json
+from .devices import resolve_device
 from .errors import XttsflowError
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,6 @@ def _encoder(device: str):
     from resemblyzer import VoiceEncoder
 
     return VoiceEncoder(device=device, verbose=False)
-
-
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _load(path: Path) -> np.ndarray:
@@ -78,7 +71,7 @@ def embed_files(paths: Sequence[str | os.PathLike], device: str = "auto", thread
         import torch
 
         torch.set_num_threads(threads)
-    encoder = _encoder(_resolve_device(device))
+    encoder = _encoder(resolve_device(device))
     out = np.zeros((len(paths), EMBEDDING_SIZE), np.float32)
     for start in range(0, len(paths), clips_per_batch):
         wavs = [_load_or_empty(Path(p)) for p in paths[start:start + clips_per_batch]]
@@ -155,7 +148,7 @@ def embed_source(manifest: str | os.PathLike, segments_dir: str | os.PathLike, o
         raise XttsflowError(f"speaker: {len(missing)} segment file(s) listed in {manifest} are missing from "
                             f"{segments_dir} (first: {missing[0]}) — delete {manifest} and re-run the segment stage")
     if segments:
-        _encoder(_resolve_device(device))  # load (and import) outside the throughput figure
+        _encoder(resolve_device(device))  # load (and import) outside the throughput figure
     start = time.perf_counter()
     embeddings = embed_files([segments_dir / s["file"] for s in segments], device=device, threads=threads)
     seconds = time.perf_counter() - start

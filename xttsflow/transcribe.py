@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from .atomic import read_json, write_json
+from .devices import resolve_device as resolve_torch_device
 from .errors import XttsflowError
 from .hallucination import ScreenConfig, flag_name, screen
 
@@ -87,9 +88,7 @@ def resolve_device(device: str, backend: str = "openai-whisper") -> str:
         import ctranslate2
 
         return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_torch_device("auto")
 
 
 def resolve_batch_size(batch_size: int | str, device: str) -> int:
@@ -327,23 +326,6 @@ class Transcriber:
 def make_transcriber(cfg: dict, threads: int = 1) -> Transcriber:
     """A loaded Whisper model for config `transcribe:` (backend, model, device, compute_type, ...)."""
     return Transcriber(cfg, threads)
-
-
-def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
-    """Corpus WER after Whisper's English normaliser (word edits / reference words)."""
-    from whisper.normalizers import EnglishTextNormalizer
-
-    norm = EnglishTextNormalizer()
-    edits = words = 0
-    for ref, hyp in zip(references, hypotheses, strict=True):
-        r, h = norm(ref).split(), norm(hyp).split()
-        row = list(range(len(h) + 1))  # Levenshtein over words, one row at a time
-        for i, rw in enumerate(r, 1):
-            prev, row[0] = row[0], i
-            for j, hw in enumerate(h, 1):
-                prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (rw != hw))
-        edits, words = edits + row[-1], words + len(r)
-    return edits / max(words, 1)
 
 
 def build_tiny_whisper(path: str | os.PathLike, text: str = " bom dia", language: str = "pt", seed: int = 0) -> Path:
