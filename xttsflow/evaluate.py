@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from .atomic import read_json, write_json
+from .audio import read_wav
 from .errors import XttsflowError
 from .text_metrics import error_counts
 
@@ -175,8 +176,7 @@ def _override(item: str, by_id: dict, dataset_dir: Path) -> dict:
 
 def speech_seconds(path: str | os.PathLike, floor_dbfs: float = -50.0, range_db: float = 40.0) -> float:
     """Time from the first to the last 10 ms frame of speech (within `range_db` of the loudest frame)."""
-    samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    samples = samples.mean(axis=1)
+    samples, rate = read_wav(path)
     hop = max(1, rate // 100)
     frames = samples[: len(samples) // hop * hop].reshape(-1, hop)
     if not len(frames):

@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from .atomic import atomic_path, read_json
+from .audio import read_wav
 from .devices import resolve_device
 from .errors import XttsflowError
 
@@ -43,10 +44,9 @@ def _load(path: Path) -> np.ndarray:
     from resemblyzer import preprocess_wav
 
     try:
-        wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        wav, rate = read_wav(path)
     except (RuntimeError, sf.LibsndfileError) as err:
         raise XttsflowError(f"speaker: {path} is not a readable audio file ({err}) — re-run the segment stage") from err
-    wav = wav.mean(axis=1)
     if not np.any(wav):
         return wav[:0]
     if rate != ENCODER_SAMPLE_RATE:

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from .atomic import read_json, write_json
+from .audio import decode, read_wav
 from .devices import resolve_device as resolve_torch_device
 from .errors import XttsflowError
 from .hallucination import ScreenConfig, flag_name, screen
@@ -106,12 +107,9 @@ def whisper_language(language: str | None) -> str | None:
 def load_audio(path: str | os.PathLike) -> np.ndarray:
     """A clip as mono float32 at 16 kHz (Whisper's rate)."""
     try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        samples, rate = read_wav(path)
     except (RuntimeError, sf.LibsndfileError):
-        from .audio import decode  # not a format libsndfile reads: let FFmpeg decode it
-
-        return decode(path, WHISPER_SAMPLE_RATE)
-    samples = samples.mean(axis=1)
+        return decode(path, WHISPER_SAMPLE_RATE)  # not a format libsndfile reads: let FFmpeg decode it
     if not samples.size:
         raise XttsflowError(f"{path}: the file holds no samples")
     if rate != WHISPER_SAMPLE_RATE:
