@@ -49,10 +49,13 @@ def write_config(workdir: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run the real workflow in `workdir` (which holds config/config.yaml) and return the process."""
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real workflow in `workdir` (which holds config/config.yaml) and return the process;
+    `env` adds variables to the environment."""
     cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

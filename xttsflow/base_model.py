@@ -1,23 +1,25 @@
 """The base model to fine-tune: builtin:tiny, a coqui-tts model name, or a local folder in XTTS's layout.
 
-A name is downloaded by coqui-tts's ModelManager (needs internet). XTTS-v2 is under the Coqui Public Model
-License (CPML); it is downloaded only when the user accepted it: `train.accept_cpml: true` or
-COQUI_TOS_AGREED=1 in the environment. Nothing here accepts it on the user's behalf.
+A name is looked up in coqui-tts's model list (which hub repository holds it) and fetched with
+xttsflow.hub: every file training needs, including the two that coqui's list leaves out for inference
+(`dvae.pth`, and `mel_stats.pth` where absent) — resumable, verified, into the Hugging Face cache. XTTS-v2
+is under the Coqui Public Model License (CPML); nothing is requested before the user accepted it:
+`train.accept_cpml: true` or COQUI_TOS_AGREED=1 in the environment. Nothing here accepts it on the
+user's behalf.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from .atomic import atomic_dir
 from .errors import XttsflowError
 from .export import link_or_copy
+from .hub import hub_snapshot
 from .settings import BUILTIN_TINY, base_model_kind
 from .xtts_model import XTTS_FILES, build_tiny_checkpoint, check_layout
 
@@ -30,45 +32,31 @@ def cpml_accepted(accept_cpml: bool) -> bool:
     return accept_cpml or os.environ.get("COQUI_TOS_AGREED") == "1"
 
 
-@contextlib.contextmanager
-def _tos_env(accepted: bool) -> Iterator[None]:
-    """coqui's ModelManager asks on stdin unless COQUI_TOS_AGREED=1; set it only for a user who accepted."""
-    old = os.environ.get("COQUI_TOS_AGREED")
-    if accepted:
-        os.environ["COQUI_TOS_AGREED"] = "1"
+def model_item(name: str, models_file: str | Path | None = None) -> dict:
+    """coqui-tts's entry for a model name (its hub repository, licence); read from its list, no network."""
+    from TTS.utils.manage import ModelManager
+
     try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("COQUI_TOS_AGREED", None)
-        else:
-            os.environ["COQUI_TOS_AGREED"] = old
+        item, _, _ = ModelManager(models_file=models_file, progress_bar=False)._set_model_item(name)
+    except (KeyError, ValueError) as err:
+        raise XttsflowError(f"train: {name!r} is not a coqui-tts model name (e.g. tts_models/multilingual/"
+                            "multi-dataset/xtts_v2)") from err
+    return item
 
 
 def download(name: str, accept_cpml: bool, models_file: str | Path | None = None) -> Path:
-    """Download a coqui-tts model by name (after the licence check) and return its folder."""
-    from TTS.utils.manage import ModelManager
-
-    if not cpml_accepted(accept_cpml):
+    """Fetch the XTTS model `name` (after the licence check) and return its folder in the hub cache."""
+    item = model_item(name, models_file)
+    if (item.get("tos_required") or item.get("license") == "CPML") and not cpml_accepted(accept_cpml):
         raise XttsflowError(
             f"train: {name} is licensed under the Coqui Public Model License ({CPML}), which you must accept "
             "yourself before it is downloaded: set train.accept_cpml: true in the config (or COQUI_TOS_AGREED=1 "
             "in the environment), or use a local model folder / builtin:tiny"
         )
-    manager = ModelManager(models_file=models_file, progress_bar=False)
-    try:
-        with _tos_env(True):
-            model_path, _, _ = manager.download_model(name)
-    except (KeyError, ValueError) as err:
-        raise XttsflowError(f"train: {name!r} is not a coqui-tts model name (e.g. tts_models/multilingual/"
-                            "multi-dataset/xtts_v2)") from err
-    except (OSError, RuntimeError) as err:  # requests' errors are OSErrors
-        raise XttsflowError(
-            f"train: downloading {name} failed ({type(err).__name__}: {err}) — without internet, copy the model "
-            "folder here and set train.base_model to it"
-        ) from err
-    folder = Path(model_path)
-    return folder if folder.is_dir() else folder.parent
+    if "repo_id" not in item or "xtts" not in name:
+        raise XttsflowError(f"train: {name} is not an XTTS model on the Hugging Face hub — xttsflow fine-tunes "
+                            "XTTS (tts_models/multilingual/multi-dataset/xtts_v2)")
+    return hub_snapshot(item["repo_id"], tuple(XTTS_FILES), what=f"train: {name}", required=tuple(XTTS_FILES))
 
 
 def prepare_base_model(spec: str, out_dir: str | Path, accept_cpml: bool = False, seed: int = 0,

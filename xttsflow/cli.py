@@ -16,6 +16,7 @@ STAGES = {
     "synthesize": "Speak text with an XTTS checkpoint folder and reference clip(s).",
     "api": "Serve the inference REST API.",
     "demo": "Write the demo recordings (espeak-ng speech with pauses).",
+    "fetch-models": "Download the base and Whisper models the config names (for offline nodes).",
 }
 
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, text in STAGES.items():
             print(f"  {name:<{width}}  {text}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    module = importlib.import_module(f"xttsflow.{argv[0]}")
+    module = importlib.import_module(f"xttsflow.{argv[0].replace('-', '_')}")
     try:
         module.main(argv[1:])
     except XttsflowError as err:

@@ -11,6 +11,8 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,7 @@ from .atomic import read_json, write_json
 from .audio import probe
 from .errors import XttsflowError
 from .ingest import IngestConfig, write_raw
+from .jsruntime import require_youtube_support, runtime_option
 from .sources import slug, url_entry_id, url_source_id
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,7 @@ class _YtdlpLog:
 def _options(cfg: IngestConfig, **extra) -> dict:
     return {
         "logger": _YtdlpLog(),
+        "js_runtimes": runtime_option(cfg.js_runtime),
         "quiet": True,
         "noprogress": True,
         "cachedir": False,
@@ -75,6 +79,23 @@ def _options(cfg: IngestConfig, **extra) -> dict:
         "fragment_retries": cfg.retries,
         **extra,
     }
+
+
+@contextlib.contextmanager
+def _cookies(cfg: IngestConfig):
+    """yt-dlp's `cookiefile` option: a private copy of ingest.cookies_file (yt-dlp writes the jar back on
+    exit, and concurrent jobs would garble the user's own file). The path and content are never logged."""
+    if not cfg.cookies_file:
+        yield {}
+        return
+    if not Path(cfg.cookies_file).is_file():
+        raise XttsflowError(f"ingest.cookies_file: {cfg.cookies_file} is not a file — export your browser's "
+                            "cookies in Netscape format (docs/ingest.md) or remove the option")
+    with tempfile.TemporaryDirectory(prefix="xttsflow-cookies-") as folder:
+        copy = Path(folder) / "cookies.txt"
+        shutil.copyfile(cfg.cookies_file, copy)
+        os.chmod(copy, 0o600)
+        yield {"cookiefile": str(copy)}
 
 
 # ---------------------------------------------------------------- resolve: URL -> entries
@@ -117,13 +138,16 @@ def _entries(info: dict, url: str, cfg: IngestConfig, depth: int, where: str) ->
 
 def _flat_info(url: str, cfg: IngestConfig, where: str) -> tuple[dict, int]:
     """yt-dlp's flat listing of `url` (playlist items are named, not fetched), with retries."""
-    opts = _options(cfg, extract_flat="in_playlist", skip_download=True, ignore_no_formats_error=True)
+    with _cookies(cfg) as cookies:
+        opts = _options(cfg, extract_flat="in_playlist", skip_download=True, ignore_no_formats_error=True,
+                        **cookies)
 
-    def attempt() -> dict:
-        with yt_dlp.YoutubeDL(opts) as ydl:
-            return ydl.sanitize_info(ydl.extract_info(url, download=False))
+        def attempt() -> dict:
+            with yt_dlp.YoutubeDL(opts) as ydl:
+                require_youtube_support(ydl, url, where)
+                return ydl.sanitize_info(ydl.extract_info(url, download=False))
 
-    return _with_retries(attempt, cfg, where)
+        return _with_retries(attempt, cfg, where)
 
 
 def _nested_playlist_url(item: dict) -> str | None:
@@ -226,9 +250,15 @@ def _refuse_if_too_long(duration: float | None, live: bool | None, cfg: IngestCo
 
 
 def _download(entry: dict, cache: Path, cfg: IngestConfig, where: str) -> tuple[Path, dict]:
+    with _cookies(cfg) as cookies:
+        return _download_with(entry, cache, cfg, where, cookies)
+
+
+def _download_with(entry: dict, cache: Path, cfg: IngestConfig, where: str, cookies: dict) -> tuple[Path, dict]:
     index = entry.get("playlist_index")
     opts = _options(
         cfg,
+        **cookies,
         format=FORMATS[cfg.audio_quality],
         outtmpl={"default": str(cache / "media.%(ext)s")},
         noplaylist=index is None,
@@ -239,6 +269,7 @@ def _download(entry: dict, cache: Path, cfg: IngestConfig, where: str) -> tuple[
 
     def attempt() -> tuple[Path, dict]:
         with yt_dlp.YoutubeDL(opts) as ydl:
+            require_youtube_support(ydl, entry["url"], where)
             info = ydl.extract_info(entry["url"], download=False)
             if info.get("_type") in ("playlist", "multi_video"):
                 items = [e for e in info.get("entries") or [] if e]

@@ -57,9 +57,10 @@ def export_model(model, peft_model, base_dir: Path, out_dir: Path, info: dict) -
 
 
 def link_or_copy(src: Path, dest: Path) -> None:
-    # A hard link shares the (often 200 MB) DVAE with the base folder; copy across file systems.
+    # A hard link shares the (often 200 MB) DVAE with the base folder; copy across file systems. Linux's
+    # link() links a symlink itself (the hub cache's snapshot files are symlinks): link its target.
     try:
-        os.link(src, dest)
+        os.link(os.path.realpath(src), dest)
     except OSError:
         shutil.copy2(src, dest)
 

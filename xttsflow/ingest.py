@@ -42,6 +42,8 @@ class IngestConfig:
     socket_timeout: float = 30.0
     archive: str = "raw/download-archive.txt"
     download_dir: str = "raw/downloads"
+    js_runtime: str = "auto"
+    cookies_file: str | None = None
 
     def __post_init__(self):
         # The schema checks the workflow's config; this guards the CLI and direct callers.

@@ -28,6 +28,7 @@ from .audio import decode, read_wav
 from .devices import resolve_device as resolve_torch_device
 from .errors import XttsflowError
 from .hallucination import ScreenConfig, flag_name, screen
+from .whisper_models import faster_whisper_model, whisper_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,9 @@ def token_budget(seconds: float) -> int:
 
 
 def resolve_model(model: str) -> str:
-    """A model name, a local path, or the folder of a bundled model (`bundled:tiny.en`)."""
+    """A local path, the folder of a bundled model (`bundled:tiny.en`), or a model name fetched by xttsflow.hub."""
     if not model.startswith(BUNDLED_PREFIX):
-        return model
+        return model if Path(model).exists() else faster_whisper_model(model)
     name = model[len(BUNDLED_PREFIX):]
     if name not in BUNDLED:
         raise XttsflowError(f"transcribe: no bundled model {name!r} (available: {', '.join(sorted(BUNDLED))}) "
@@ -235,7 +236,13 @@ class OpenAIWhisper:
         self.cfg, self.model_name, self.device = cfg, cfg["model"], device
         self.version = importlib.import_module("whisper.version").__version__
         try:
-            self.model = whisper.load_model(cfg["model"], device=device)
+            by_name = cfg["model"] in whisper._MODELS and not Path(cfg["model"]).exists()
+            self.model = whisper.load_model(str(whisper_checkpoint(cfg["model"])) if by_name else cfg["model"],
+                                            device=device)
+            if by_name:  # loaded from a path, whisper would not know the name's word-timing heads
+                self.model.set_alignment_heads(whisper._ALIGNMENT_HEADS[cfg["model"]])
+        except XttsflowError:
+            raise
         except Exception as err:
             raise XttsflowError(f"transcribe: openai-whisper could not load model {cfg['model']!r} ({err}) — "
                                 "check the name (tiny ... large-v3), the network for a first download, or give "

