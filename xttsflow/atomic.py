@@ -22,13 +22,20 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+#: Room a temporary name leaves for the real one: ".<name>.<8 random>.tmp" must stay within 255 bytes.
+_NAME_BYTES = 200
+
+
+def _temp_prefix(path: Path) -> str:
+    return "." + path.name.encode()[:_NAME_BYTES].decode(errors="ignore") + "."
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     # mkstemp makes the file private (0600); outputs get the usual umask-based mode, as open() would give.
     os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
@@ -46,13 +53,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside `path`; on success it replaces `path` whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp_path = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     os.chmod(tmp_path, 0o777 & ~_UMASK)
     try:
         yield tmp_path
         if path.exists():
             # Move the old folder aside first so that the swap itself is a single rename.
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=path.parent))
             os.replace(path, old / "x")
             os.replace(tmp_path, path)
             shutil.rmtree(old, ignore_errors=True)

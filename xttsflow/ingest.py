@@ -28,7 +28,9 @@ from .sources import Source, expand_local, local_source_id, url_source_id
 log = logging.getLogger(__name__)
 
 AUDIO_QUALITIES = ("best", "128k", "64k")
-BRACED = re.compile(r"\{[^{}]*\}")
+#: What Snakemake would expand in an input path, with no escape for either: `{wildcards}`, and since
+#: Snakemake 9 `<pathvars>` (`x<h>y.wav` stops the whole DAG with "Undefined pathvar 'h'").
+EXPANDED = re.compile(r"\{[^{}]*\}|<[a-z][a-z0-9_]*>")
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,10 @@ class IngestConfig:
 def present(path: str) -> list[str]:
     """`[path]` if it is a file, else `[]`: a missing recording fails its own job, not the whole DAG.
 
-    Snakemake reads `{name}` in an input path as a wildcard and has no escape for it, so such a file is
-    ingested without being an input (editing it later does not re-run it).
+    Snakemake reads `{name}` in an input path as a wildcard and `<name>` as a path variable, with no escape
+    for either, so such a file is ingested without being an input (editing it later does not re-run it).
     """
-    if BRACED.search(path):
+    if EXPANDED.search(path):
         return []
     return [path] if Path(path).is_file() else []
 

@@ -153,8 +153,9 @@ class Logger:
         if settings.use_tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            # purge_step drops events a killed run logged after its last checkpoint
-            self.writer = SummaryWriter(str(settings.tensorboard_dir), purge_step=step or None)
+            # purge_step drops the events a killed run logged after its last checkpoint (steps > `step`);
+            # those at `step` itself were flushed with that checkpoint (save()) and stay.
+            self.writer = SummaryWriter(str(settings.tensorboard_dir), purge_step=step + 1 if step else None)
 
     def scalars(self, prefix: str, values: dict, step: int) -> None:
         if self.writer:
@@ -164,6 +165,10 @@ class Logger:
     def audio(self, tag: str, wav, step: int) -> None:
         if self.writer:
             self.writer.add_audio(tag, torch.as_tensor(wav).float().clamp(-1, 1), step, sample_rate=OUTPUT_SAMPLE_RATE)
+
+    def flush(self) -> None:
+        if self.writer:
+            self.writer.flush()
 
     def close(self) -> None:
         if self.writer:
@@ -335,12 +340,14 @@ class Trainer:
                 self._log_train(logger, window, lr, grad_norm, time.perf_counter() - started)
                 window, started = Counter(), time.perf_counter()
             if self.step % s.save_every_n_steps == 0 and self.step < self.total_steps:
+                logger.flush()  # what the checkpoint's steps logged is on disk before the checkpoint
                 self.save()
             if self.step >= self.total_steps:
                 break
         if self.batch >= self.batches_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
         self._validate(logger, window)
+        logger.flush()
         self.save()
 
     def _log_train(self, logger: Logger, window: Counter, lr: float, grad_norm: float, seconds: float) -> None:
