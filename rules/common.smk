@@ -23,18 +23,12 @@ URL_IDS = sorted(s.id for s in SOURCES.values() if s.kind == "url")
 RUN = config["train"].get("run_name", "main")
 # Transcription options that change a transcript; `workers` only changes speed, so it re-runs nothing.
 TRANSCRIBE_RESULT_OPTIONS = {k: v for k, v in config["transcribe"].items() if k != "workers"}
-STAGES = ["ingest", "segment", "transcribe", "dataset", "train", "evaluate"]
 
 
 def url_entry_ids(url_id):
     """The media items a URL source expanded to (read from its checkpoint's output)."""
     with open(checkpoints.resolve_url.get(url_id=url_id).output.entries) as f:
         return [entry["id"] for entry in json.load(f)["entries"]]
-
-
-def all_source_ids():
-    """Every source id: local files, and each entry of each URL source (after its checkpoint)."""
-    return LOCAL_IDS + [sid for url_id in URL_IDS for sid in url_entry_ids(url_id)]
 
 
 def source_targets(pattern):
@@ -57,10 +51,6 @@ def source_info(source_id):
         if source_id.startswith(f"{url_id}-"):
             return {**SOURCES[url_id].as_dict(), "id": source_id}
     raise WorkflowError(f"unknown source id {source_id!r}")
-
-
-def stage_enabled(stage):
-    return STAGES.index(stage) <= STAGES.index(config["until"])
 
 
 def per_source(pattern):

@@ -450,13 +450,6 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
     return stats
 
 
-def coqui_datasets(dataset_dir: str | Path) -> list[dict]:
-    """The BaseDatasetConfig fields that load a built dataset with coqui-tts (absolute paths)."""
-    dataset_dir = Path(dataset_dir).resolve()
-    stats = read_json(dataset_dir / "stats.json")
-    return [{**entry, "path": str(dataset_dir)} for entry in stats["datasets"]]
-
-
 def sources_from_paths(transcripts: Sequence, manifests: Sequence, embeddings: Sequence = ()) -> list[SourceFiles]:
     """Pair each source's files by name (transcripts/X.json, segments/X.json, embeddings/X.npz)."""
     by_name = {Path(p).stem: Path(p) for p in manifests}
