@@ -8,6 +8,7 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 
+from xttsflow import paths
 from xttsflow.config import check_config
 from xttsflow.errors import XttsflowError
 from xttsflow.sources import source_table
@@ -61,11 +62,11 @@ def per_source(pattern):
 def final_outputs(wildcards):
     """The default target: outputs of the last stage that config `until` names."""
     targets = {
-        "ingest": source_targets("raw/{source}.flac"),
-        "segment": source_targets(["segments/{source}.json", "segments/{source}"]),
-        "transcribe": source_targets("transcripts/{source}.json"),
-        "dataset": ["dataset/stats.json"],
-        "train": [f"checkpoints/{RUN}/export/model.pth"],
-        "evaluate": [f"reports/{RUN}/metrics.json"],
+        "ingest": source_targets(paths.RAW_AUDIO),
+        "segment": source_targets([paths.SEGMENTS_MANIFEST, paths.SEGMENTS]),
+        "transcribe": source_targets(paths.TRANSCRIPT),
+        "dataset": [paths.DATASET_STATS],
+        "train": [paths.EXPORT_MODEL.format(run=RUN)],
+        "evaluate": [paths.METRICS.format(run=RUN)],
     }
     return targets[config["until"]]
