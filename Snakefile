@@ -23,7 +23,7 @@ include: "rules/segment.smk"
 include: "rules/transcribe.smk"
 include: "rules/dataset.smk"
 include: "rules/train.smk"
-include: "rules/synthesize.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
