@@ -221,7 +221,7 @@ class Trainer:
         s, tokenizer = self.settings, self.model.xtts.tokenizer
         language = language or s.language
         train = train_data.screen(train_data.read_split(s.dataset_dir, "train", language), tokenizer, "train split")
-        train_data.require_clips(train, s.dataset_dir / "metadata_train.csv", "train")
+        train_data.require_clips(train, s.dataset_dir / paths.METADATA_TRAIN, "train")
         val = train_data.screen(train_data.read_split(s.dataset_dir, "val", language), tokenizer, "val split")
         if not val.samples:
             log.warning("the validation split has no usable clips: best_model is chosen by the epoch's training loss")
