@@ -1,7 +1,20 @@
 # xttsflow: recordings -> segments -> transcripts -> LJSpeech dataset -> XTTS-v2 LoRA fine-tune -> samples.
+import os
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# Each working folder has its own config/config.yaml: `--directory DIR` (or running in DIR) reads
+# DIR/config/config.yaml; `--configfile FILE` is read on top of it, or alone where there is none
+# (README: "Running in another folder").
+if not os.path.exists("config/config.yaml") and not workflow.overwrite_configfiles:
+    raise WorkflowError(
+        f"no config/config.yaml in the working folder {os.getcwd()} — start from the workflow's: "
+        f"mkdir -p config && cp {workflow.basedir}/config/config.yaml config/ (then list your sources), "
+        "or pass --configfile FILE"
+    )
 
 
 configfile: "config/config.yaml"
@@ -23,7 +36,7 @@ include: "rules/segment.smk"
 include: "rules/transcribe.smk"
 include: "rules/dataset.smk"
 include: "rules/train.smk"
-include: "rules/synthesize.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

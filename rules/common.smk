@@ -8,6 +8,7 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 
+from xttsflow import paths
 from xttsflow.config import check_config
 from xttsflow.errors import XttsflowError
 from xttsflow.sources import source_table
@@ -23,18 +24,12 @@ URL_IDS = sorted(s.id for s in SOURCES.values() if s.kind == "url")
 RUN = config["train"].get("run_name", "main")
 # Transcription options that change a transcript; `workers` only changes speed, so it re-runs nothing.
 TRANSCRIBE_RESULT_OPTIONS = {k: v for k, v in config["transcribe"].items() if k != "workers"}
-STAGES = ["ingest", "segment", "transcribe", "dataset", "train", "evaluate"]
 
 
 def url_entry_ids(url_id):
     """The media items a URL source expanded to (read from its checkpoint's output)."""
     with open(checkpoints.resolve_url.get(url_id=url_id).output.entries) as f:
         return [entry["id"] for entry in json.load(f)["entries"]]
-
-
-def all_source_ids():
-    """Every source id: local files, and each entry of each URL source (after its checkpoint)."""
-    return LOCAL_IDS + [sid for url_id in URL_IDS for sid in url_entry_ids(url_id)]
 
 
 def source_targets(pattern):
@@ -59,10 +54,6 @@ def source_info(source_id):
     raise WorkflowError(f"unknown source id {source_id!r}")
 
 
-def stage_enabled(stage):
-    return STAGES.index(stage) <= STAGES.index(config["until"])
-
-
 def per_source(pattern):
     """An input function: `pattern` expanded over every source id."""
     return lambda wildcards: source_targets(pattern)
@@ -71,11 +62,11 @@ def per_source(pattern):
 def final_outputs(wildcards):
     """The default target: outputs of the last stage that config `until` names."""
     targets = {
-        "ingest": source_targets("raw/{source}.flac"),
-        "segment": source_targets(["segments/{source}.json", "segments/{source}"]),
-        "transcribe": source_targets("transcripts/{source}.json"),
-        "dataset": ["dataset/stats.json"],
-        "train": [f"checkpoints/{RUN}/export/model.pth"],
-        "evaluate": [f"reports/{RUN}/metrics.json"],
+        "ingest": source_targets(paths.RAW_AUDIO),
+        "segment": source_targets([paths.SEGMENTS_MANIFEST, paths.SEGMENTS]),
+        "transcribe": source_targets(paths.TRANSCRIPT),
+        "dataset": [paths.DATASET_STATS],
+        "train": [paths.EXPORT_MODEL.format(run=RUN)],
+        "evaluate": [paths.METRICS.format(run=RUN)],
     }
     return targets[config["until"]]

@@ -1,22 +1,43 @@
+# ---------- speaker_embed: one source's segments -> embeddings/{source}.npz (Resemblyzer, 256-d) ----------
+# Part of the dataset stage: the embeddings are what its speaker filter (dataset.speaker_similarity) reads.
+rule speaker_embed:
+    input:
+        manifest=paths.SEGMENTS_MANIFEST,
+        segments=paths.SEGMENTS,
+    output:
+        embeddings=paths.EMBEDDINGS,
+    log:
+        paths.log("speaker_embed/{source}"),
+    conda:
+        "../envs/dataset.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        device=config["speaker_embed"]["device"],
+    script:
+        "../scripts/speaker_embed.py"
+
+
 # ---------- dataset: every source's transcripts + segments -> one LJSpeech dataset (docs/dataset.md) ----------
 rule dataset:
     input:
-        transcripts=per_source("transcripts/{source}.json"),
-        manifests=per_source("segments/{source}.json"),
-        embeddings=per_source("embeddings/{source}.npz"),
+        transcripts=per_source(paths.TRANSCRIPT),
+        manifests=per_source(paths.SEGMENTS_MANIFEST),
+        embeddings=per_source(paths.EMBEDDINGS),
         vocab=lambda wildcards: config["dataset"].get("vocab") or [],
     output:
-        wavs=directory("dataset/wavs"),
-        metadata="dataset/metadata.csv",
-        train="dataset/metadata_train.csv",
-        val="dataset/metadata_val.csv",
-        coqui_train="dataset/metadata_coqui_train.csv",
-        coqui_val="dataset/metadata_coqui_val.csv",
-        rejected="dataset/rejected.csv",
-        durations=report("dataset/durations.png", category="Dataset"),
-        stats="dataset/stats.json",
+        wavs=directory(paths.DATASET_WAVS),
+        metadata=paths.DATASET_METADATA,
+        train=paths.DATASET_TRAIN,
+        val=paths.DATASET_VAL,
+        coqui_train=paths.DATASET_COQUI_TRAIN,
+        coqui_val=paths.DATASET_COQUI_VAL,
+        rejected=paths.DATASET_REJECTED,
+        durations=report(paths.DATASET_DURATIONS, category=paths.report_category("dataset")),
+        stats=paths.DATASET_STATS,
     log:
-        "logs/dataset.log",
+        paths.log("dataset"),
     conda:
         "../envs/dataset.yaml"
     threads: 1

@@ -1,4 +1,4 @@
-# ---------- ingest: each source -> raw/{source}.flac (lossless) + raw/{source}.json (probe, provenance) ----------
+# ---------- ingest: each source -> raw/{source}.flac (lossless) + raw/{source}.json (probe, provenance) (docs/ingest.md) ----------
 # Local sources have ids that never start with "url-"; URL entries always do (see xttsflow/sources.py),
 # so the two ingest rules never compete for one file.
 from xttsflow.ingest import present
@@ -11,14 +11,14 @@ rule ingest_local:
         # so that this job fails with a clear message instead of the whole DAG.
         audio=lambda wildcards: present(source_info(wildcards.source)["location"]),
     output:
-        audio="raw/{source}.flac",
-        info="raw/{source}.json",
+        audio=paths.RAW_AUDIO,
+        info=paths.RAW_INFO,
     wildcard_constraints:
         source=r"(?!url-)[a-z0-9][a-z0-9-]*",
     params:
         source=lambda wildcards: source_info(wildcards.source),
     log:
-        "logs/ingest/{source}.log",
+        paths.log("ingest/{source}"),
     conda:
         "../envs/ingest.yaml"
     threads: 1
@@ -28,11 +28,11 @@ rule ingest_local:
 
 checkpoint resolve_url:
     output:
-        entries="sources/{url_id}.json",
+        entries=paths.URL_ENTRIES,
     params:
         url=lambda wildcards: SOURCES[wildcards.url_id].location,
     log:
-        "logs/resolve_url/{url_id}.log",
+        paths.log("resolve_url/{url_id}"),
     conda:
         "../envs/ingest.yaml"
     threads: 1
@@ -47,8 +47,8 @@ rule ingest_url:
             checkpoints.resolve_url.get(url_id=parent_url_id(wildcards.source)).output.entries
         ),
     output:
-        audio="raw/{source}.flac",
-        info="raw/{source}.json",
+        audio=paths.RAW_AUDIO,
+        info=paths.RAW_INFO,
     wildcard_constraints:
         source=r"url-[0-9a-f]{8}-[a-z0-9-]+",
     params:
@@ -57,7 +57,7 @@ rule ingest_url:
         # in the script, so changing them never re-runs a finished download.
         fetch={k: config["ingest"][k] for k in ("audio_quality", "max_duration")},
     log:
-        "logs/ingest/{source}.log",
+        paths.log("ingest/{source}"),
     conda:
         "../envs/ingest.yaml"
     threads: 1

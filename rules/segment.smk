@@ -1,15 +1,15 @@
-# ---------- segment: one source's raw audio -> WAV segments (22050 Hz mono) + manifest ----------
+# ---------- segment: one source's raw audio -> WAV segments (22050 Hz mono) + manifest (docs/segment.md) ----------
 rule segment:
     input:
-        audio="raw/{source}.flac",
-        info="raw/{source}.json",
+        audio=paths.RAW_AUDIO,
+        info=paths.RAW_INFO,
     output:
-        segments=directory("segments/{source}"),
-        manifest="segments/{source}.json",
+        segments=directory(paths.SEGMENTS),
+        manifest=paths.SEGMENTS_MANIFEST,
     log:
-        "logs/segment/{source}.log",
+        paths.log("segment/{source}"),
     benchmark:
-        "logs/segment/{source}.benchmark.tsv"
+        paths.benchmark("segment/{source}")
     conda:
         "../envs/segment.yaml"
     threads: 1

@@ -5,21 +5,25 @@ from xttsflow.settings import base_model_kind, load_settings
 # top; as params they make any change of a training setting re-run training, and nothing else does.
 try:
     TRAIN = load_settings(
-        config["train"], run_name=RUN, dataset_dir="dataset", checkpoint_dir="checkpoints", log_dir="runs"
+        config["train"],
+        run_name=RUN,
+        dataset_dir=paths.DATASET,
+        checkpoint_dir=paths.CHECKPOINTS,
+        log_dir=paths.TENSORBOARD_ROOT,
     )
 except XttsflowError as err:
     raise WorkflowError(str(err)) from None
 BASE_SPEC = TRAIN.base_model_spec
-BASE_DIR = BASE_SPEC if base_model_kind(BASE_SPEC) == "folder" else "models/base"
+BASE_DIR = BASE_SPEC if base_model_kind(BASE_SPEC) == "folder" else paths.BASE_MODEL
 
 
-if BASE_DIR == "models/base":  # builtin:tiny or a coqui-tts model name; a local folder needs no rule
+if BASE_DIR == paths.BASE_MODEL:  # builtin:tiny or a coqui-tts model name; a local folder needs no rule
 
     rule base_model:
         output:
-            model=directory("models/base"),  # XTTS layout: model.pth, config.json, vocab.json, dvae.pth, ...
+            model=directory(paths.BASE_MODEL),  # XTTS layout: model.pth, config.json, vocab.json, dvae.pth, ...
         log:
-            "logs/base_model.log",
+            paths.log("base_model"),
         conda:
             "../envs/train.yaml"
         threads: 1
@@ -33,16 +37,16 @@ if BASE_DIR == "models/base":  # builtin:tiny or a coqui-tts model name; a local
 rule train:
     input:
         base_model=BASE_DIR,
-        train="dataset/metadata_train.csv",
-        val="dataset/metadata_val.csv",
-        stats="dataset/stats.json",
+        train=paths.DATASET_TRAIN,
+        val=paths.DATASET_VAL,
+        stats=paths.DATASET_STATS,
     output:
-        model=f"checkpoints/{RUN}/export/model.pth",
-        summary=f"checkpoints/{RUN}/train_summary.json",
+        model=paths.EXPORT_MODEL.format(run=RUN),
+        summary=paths.TRAIN_SUMMARY.format(run=RUN),
     log:
-        f"logs/train/{RUN}.log",
+        paths.log(f"train/{RUN}"),
     benchmark:
-        f"logs/train/{RUN}.benchmark.tsv"
+        paths.benchmark(f"train/{RUN}")
     conda:
         "../envs/train.yaml"
     threads: 1 if BASE_SPEC == "builtin:tiny" else 4  # the tiny model's layers are too small to split

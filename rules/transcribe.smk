@@ -1,16 +1,16 @@
-# ---------- transcribe: one source's segments -> transcripts/{source}.json (text, confidence, flags) ----------
+# ---------- transcribe: one source's segments -> transcripts/{source}.json (text, confidence, flags) (docs/transcribe.md) ----------
 # `resources: gpu=1` keeps concurrent jobs off one card: run with `--resources gpu=<cards>`. Inside a job,
 # xttsflow.transcribe starts as many model workers as fit in free VRAM (docs/transcribe.md).
 rule transcribe:
     input:
-        manifest="segments/{source}.json",
-        segments="segments/{source}",
+        manifest=paths.SEGMENTS_MANIFEST,
+        segments=paths.SEGMENTS,
     output:
-        transcript="transcripts/{source}.json",
+        transcript=paths.TRANSCRIPT,
     log:
-        "logs/transcribe/{source}.log",
+        paths.log("transcribe/{source}"),
     benchmark:
-        "logs/transcribe/{source}.benchmark.tsv"
+        paths.benchmark("transcribe/{source}")
     conda:
         "../envs/transcribe.yaml"
     threads: 4
@@ -24,23 +24,3 @@ rule transcribe:
         language=lambda wildcards: config["transcribe"].get("language") or source_info(wildcards.source)["language"],
     script:
         "../scripts/transcribe.py"
-
-
-# ---------- speaker_embed: one source's segments -> embeddings/{source}.npz (Resemblyzer, 256-d) ----------
-rule speaker_embed:
-    input:
-        manifest="segments/{source}.json",
-        segments="segments/{source}",
-    output:
-        embeddings="embeddings/{source}.npz",
-    log:
-        "logs/speaker_embed/{source}.log",
-    conda:
-        "../envs/transcribe.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-    params:
-        device=config["speaker_check"]["device"],
-    script:
-        "../scripts/speaker_embed.py"

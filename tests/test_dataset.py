@@ -17,10 +17,11 @@ import soundfile as sf
 from conftest import REPO
 
 from xttsflow import TRAIN_SAMPLE_RATE
-from xttsflow.dataset import DatasetConfig, SourceFiles, build_dataset, coqui_datasets, split_bucket
+from xttsflow.dataset import DatasetConfig, SourceFiles, build_dataset, split_bucket
 from xttsflow.demo import DEMO_SENTENCES
 from xttsflow.errors import XttsflowError
 from xttsflow.speaker import write_embeddings
+from xttsflow.train_data import dataset_configs
 
 SR = TRAIN_SAMPLE_RATE
 
@@ -131,7 +132,7 @@ def test_dataset_loads_with_coqui_and_xtts_yields_batches(tmp_path, voices, tiny
     assert (out / "durations.png").read_bytes()[:4] == b"\x89PNG"
     assert abs(stats["seconds"] - sum(len(c["audio"]) for c in clips) / SR) < 0.01
 
-    config = GPTTrainerConfig(datasets=[BaseDatasetConfig(**d) for d in coqui_datasets(out)],
+    config = GPTTrainerConfig(datasets=[BaseDatasetConfig(**d) for d in dataset_configs(out, None)],
                               model_args=GPTArgs(max_wav_length=255995, max_text_length=200,
                                                  min_conditioning_length=SR, max_conditioning_length=2 * SR))
     train_samples, eval_samples = load_tts_samples(config, eval_split=True)
@@ -294,7 +295,7 @@ def test_mixed_language_source(tmp_path, voices):
     from TTS.tts.datasets import load_tts_samples
     from TTS.tts.layers.xtts.trainer.gpt_trainer import GPTTrainerConfig
 
-    config = GPTTrainerConfig(datasets=[BaseDatasetConfig(**d) for d in coqui_datasets(tmp_path / "keep")])
+    config = GPTTrainerConfig(datasets=[BaseDatasetConfig(**d) for d in dataset_configs(tmp_path / "keep", None)])
     train, val = load_tts_samples(config, eval_split=True)
     by_language = {}
     for s in train + val:
@@ -340,7 +341,7 @@ def test_multi_speaker_dataset_uses_coqui_layout(tmp_path, voices):
     stats = build_dataset([ana, bob], tmp_path / "dataset", DatasetConfig())
     assert stats["clips"] == 10 and set(stats["speakers"]) == {"ana", "bob"}
     assert stats["datasets"][0]["formatter"] == "coqui"
-    config = GPTTrainerConfig(datasets=[BaseDatasetConfig(**d) for d in coqui_datasets(tmp_path / "dataset")])
+    config = GPTTrainerConfig(datasets=[BaseDatasetConfig(**d) for d in dataset_configs(tmp_path / "dataset", None)])
     train, val = load_tts_samples(config, eval_split=True)
     speakers = {Path(s["audio_file"]).stem.split("-")[0]: s["speaker_name"] for s in train + val}
     assert speakers == {"ana": "ana", "bob": "bob"} and len(train) + len(val) == 10

@@ -26,7 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ENVS = REPO / "envs"
-FAMILIES = ["ingest", "segment", "transcribe", "dataset", "train", "synthesize"]
+FAMILIES = ["ingest", "segment", "transcribe", "dataset", "train", "evaluate"]
 PACKAGE = "xttsflow"
 # Programs the package runs as subprocesses -> the conda-forge package that ships them.
 PROGRAMS = {"ffmpeg": "ffmpeg", "ffprobe": "ffmpeg", "espeak-ng": "espeak-ng", "espeak": "espeak-ng", "sox": "sox"}

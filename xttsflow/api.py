@@ -31,7 +31,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from . import __version__
+from . import __version__, paths
 from .atomic import read_json
 from .audio import AUDIO_EXTENSIONS, probe
 from .devices import resolve_device
@@ -106,17 +106,18 @@ class Catalog:
     def __init__(self, workdir: Path, extra_models: dict[str, Path]):
         self.workdir = workdir.resolve()
         self.extra = {k: Path(v).resolve() for k, v in extra_models.items()}
-        self.wavs = self.workdir / "dataset" / "wavs"
+        self.wavs = paths.dataset_wavs(self.workdir)
 
     def models(self) -> dict[str, dict]:
         found = {}
-        base = self.workdir / "models" / "base"
-        if (base / "model.pth").is_file():
+        base = paths.base_model(self.workdir)
+        if (base / paths.MODEL_WEIGHTS).is_file():
             found["base"] = {"kind": "base", "run": None, "path": base}
-        runs = self.workdir / "checkpoints"
+        runs = self.workdir / paths.CHECKPOINTS
         for folder in sorted(runs.iterdir()) if runs.is_dir() else []:
-            if _ID.match(folder.name) and folder.name != "base" and (folder / "export" / "model.pth").is_file():
-                found[folder.name] = {"kind": "finetuned", "run": folder.name, "path": folder / "export"}
+            run = folder.name
+            if _ID.match(run) and run != "base" and paths.export_model(run, self.workdir).is_file():
+                found[run] = {"kind": "finetuned", "run": run, "path": paths.export_dir(run, self.workdir)}
         for name, path in self.extra.items():
             found[name] = {"kind": "extra", "run": None, "path": path}
         return found
@@ -130,9 +131,9 @@ class Catalog:
     def default_references(self) -> dict[str, list[str]]:
         """Per run, the reference clips its evaluation chose (samples/{run}/references.json)."""
         out = {}
-        for path in sorted(self.workdir.glob("samples/*/references.json")):
+        for run, path in paths.references_by_run(self.workdir).items():
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                out[path.parent.name] = [Path(r["file"]).stem for r in read_json(path)["references"]]
+                out[run] = [Path(r["file"]).stem for r in read_json(path)["references"]]
         return out
 
     def references_for(self, model: dict) -> list[Path]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES
+from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES, paths
 from .atomic import atomic_dir, read_json, write_json, write_text
 from .errors import XttsflowError
 from .textnorm import XttsText, clean, normalize, same_language, xtts_language
@@ -36,8 +36,8 @@ FILTERS = ("audio", "untranscribed", "duration", "empty_text", "language", "char
            "confidence", "flags", "speaker", "silence")
 #: Flags the transcribe screen raises that the dataset's own filters judge with their own thresholds.
 OWN_FILTER_FLAGS = ("avg_logprob", "no_speech_prob", "language")
-LJSPEECH_FILES = {"all": "metadata.csv", "train": "metadata_train.csv", "val": "metadata_val.csv"}
-COQUI_FILES = {"train": "metadata_coqui_train.csv", "val": "metadata_coqui_val.csv"}
+LJSPEECH_FILES = {"all": paths.METADATA, "train": paths.METADATA_TRAIN, "val": paths.METADATA_VAL}
+COQUI_FILES = {"train": paths.COQUI_TRAIN, "val": paths.COQUI_VAL}
 COQUI_HEADER = ["audio_file", "text", "speaker_name", "emotion_name"]
 
 
@@ -407,12 +407,12 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
     train = [c for c in kept if c.split == "train"]
     val = [c for c in kept if c.split == "val"]
     languages = sorted({c.language for c in kept})
-    lang_files = {lang: {s: f"metadata_coqui_{xtts_language(lang)}_{s}.csv" for s in ("train", "val")}
-                  for lang in languages} if len(languages) > 1 else {}
+    lang_files = {lang: {s: paths.COQUI_LANGUAGE.format(language=xtts_language(lang), split=s)
+                         for s in ("train", "val")} for lang in languages} if len(languages) > 1 else {}
 
     with atomic_dir(out_dir) as tmp:
-        (tmp / "wavs").mkdir()
-        links = Counter(_link_or_copy(c.wav, tmp / "wavs" / f"{c.id}.wav") for c in kept)
+        (tmp / paths.WAVS).mkdir()
+        links = Counter(_link_or_copy(c.wav, tmp / paths.WAVS / f"{c.id}.wav") for c in kept)
         write_text(tmp / LJSPEECH_FILES["all"], _ljspeech_lines(kept))
         write_text(tmp / LJSPEECH_FILES["train"], _ljspeech_lines(train))
         write_text(tmp / LJSPEECH_FILES["val"], _ljspeech_lines(val))
@@ -421,8 +421,8 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
         for lang, names in lang_files.items():
             for split, name in names.items():
                 write_text(tmp / name, _coqui_lines([c for c in kept if c.split == split and c.language == lang]))
-        write_text(tmp / "rejected.csv", _rejected_lines(rejected))
-        _plot_durations(tmp / "durations.png", kept, rejected, config)
+        write_text(tmp / paths.REJECTED, _rejected_lines(rejected))
+        _plot_durations(tmp / paths.DURATIONS, kept, rejected, config)
         stats = {
             **_summary(kept),
             "hours": round(sum(c.duration for c in kept) / 3600, 4),
@@ -444,17 +444,10 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
             "datasets": _datasets(kept, lang_files),
             "config": dataclasses.asdict(config),
         }
-        write_json(tmp / "stats.json", stats)
+        write_json(tmp / paths.STATS, stats)
     log.info("dataset: %d clips (%.1f min; train %d, val %d), %d rejected %s -> %s", len(kept),
              stats["seconds"] / 60, len(train), len(val), len(rejected), stats["rejected_by_filter"], out_dir)
     return stats
-
-
-def coqui_datasets(dataset_dir: str | Path) -> list[dict]:
-    """The BaseDatasetConfig fields that load a built dataset with coqui-tts (absolute paths)."""
-    dataset_dir = Path(dataset_dir).resolve()
-    stats = read_json(dataset_dir / "stats.json")
-    return [{**entry, "path": str(dataset_dir)} for entry in stats["datasets"]]
 
 
 def sources_from_paths(transcripts: Sequence, manifests: Sequence, embeddings: Sequence = ()) -> list[SourceFiles]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from . import paths
 from .atomic import read_json, write_json
 from .audio import read_wav
 from .errors import XttsflowError
@@ -66,7 +67,7 @@ def _transcript_index(transcripts: list[str | os.PathLike]) -> dict[str, dict]:
 
 
 def _clip(dataset_dir: Path, row: dict, info: dict) -> dict | None:
-    path = dataset_dir / "wavs" / f"{row['id']}.wav"
+    path = dataset_dir / paths.WAVS / f"{row['id']}.wav"
     if not path.is_file():
         log.warning("references: %s is listed in the metadata but %s is missing; skipped", row["id"], path)
         return None
@@ -103,10 +104,10 @@ def choose_references(dataset_dir: str | os.PathLike, transcripts: list, cfg: di
     index = _transcript_index(transcripts)
     warnings = []
     held_out = True
-    rows = read_metadata(dataset_dir / "metadata_val.csv")
+    rows = read_metadata(dataset_dir / paths.METADATA_VAL)
     if not rows:
         held_out = False
-        rows = read_metadata(dataset_dir / "metadata_train.csv") or read_metadata(dataset_dir / "metadata.csv")
+        rows = read_metadata(dataset_dir / paths.METADATA_TRAIN) or read_metadata(dataset_dir / paths.METADATA)
         warnings.append("the dataset has no held-out (val) clips: references and comparison clips come from the "
                         "training set, so speaker similarity is optimistic")
     clips = [c for row in rows if (c := _clip(dataset_dir, row, index.get(row["id"], {})))]

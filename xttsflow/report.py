@@ -15,7 +15,6 @@ from .atomic import atomic_path, read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
-MODEL_LABELS = {"base": "Base model", "finetuned": "Fine-tuned", "real": "Real speaker (held-out)"}
 _STYLE = """<style>
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:.35em .6em;vertical-align:top;text-align:left}th{background:#f3f3f3}

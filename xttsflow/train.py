@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, train_data
+from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, paths, train_data
 from .atomic import read_json, write_json
 from .errors import XttsflowError
 from .export import export_model, save_adapter
@@ -226,7 +226,7 @@ class Trainer:
         s, tokenizer = self.settings, self.model.xtts.tokenizer
         language = language or s.language
         train = train_data.screen(train_data.read_split(s.dataset_dir, "train", language), tokenizer, "train split")
-        train_data.require_clips(train, s.dataset_dir / "metadata_train.csv", "train")
+        train_data.require_clips(train, s.dataset_dir / paths.METADATA_TRAIN, "train")
         val = train_data.screen(train_data.read_split(s.dataset_dir, "val", language), tokenizer, "val split")
         if not val.samples:
             log.warning("the validation split has no usable clips: best_model is chosen by the epoch's training loss")
@@ -420,11 +420,11 @@ class Trainer:
         }
         own_export = export_dir is None  # a re-export elsewhere leaves the run's adapter and summary alone
         if self.peft is not None and own_export:
-            save_adapter(self.peft, self.run_dir / "lora")
-        export_model(self.model, self.peft, self.base_dir, export_dir or self.run_dir / "export",
+            save_adapter(self.peft, self.run_dir / paths.LORA)
+        export_model(self.model, self.peft, self.base_dir, export_dir or self.run_dir / paths.EXPORT,
                      {k: v for k, v in summary.items() if k != "history"})
         if own_export:
-            write_json(self.run_dir / "train_summary.json", summary)
+            write_json(self.run_dir / paths.SUMMARY, summary)
         return summary
 
 
@@ -435,7 +435,7 @@ def train(settings: TrainingSettings, base_dir: str | Path, language: str | None
 
 def export_run(base_dir: Path, run_dir: Path, out_dir: Path, which: str = "best") -> Path:
     """Re-export a run from its checkpoints (best or last) without training."""
-    summary = read_json(run_dir / "train_summary.json")
+    summary = read_json(run_dir / paths.SUMMARY)
     settings = load_settings(None, env_file=None, **{**summary["settings"], "export_checkpoint": which})
     trainer = Trainer(settings, base_dir)
     trainer.run_dir = Path(run_dir)
@@ -449,7 +449,7 @@ def export_run(base_dir: Path, run_dir: Path, out_dir: Path, which: str = "best"
 def train_job(settings: dict, base_dir: str, export_model: str, summary: str, threads: int = 1) -> dict:
     """The workflow's train job: exactly the settings the rule resolved (its params), on `threads` cores."""
     resolved = load_settings(None, env_file=None, **settings)
-    expected = (resolved.run_dir / "export" / "model.pth", resolved.run_dir / "train_summary.json")
+    expected = (resolved.run_dir / paths.EXPORT / paths.MODEL_WEIGHTS, resolved.run_dir / paths.SUMMARY)
     if (Path(export_model), Path(summary)) != expected:
         raise XttsflowError(f"train: the rule's outputs {export_model}, {summary} do not match the run folder "
                             f"{resolved.run_dir} of the settings")

@@ -17,7 +17,7 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES
+from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES, paths
 from .atomic import read_json
 from .errors import XttsflowError
 from .gpt_model import MAX_CONDITIONING_SAMPLES, MAX_TEXT_TOKENS, MIN_CONDITIONING_SAMPLES, coqui_gpt_trainer
@@ -25,7 +25,7 @@ from .gpt_model import MAX_CONDITIONING_SAMPLES, MAX_TEXT_TOKENS, MIN_CONDITIONI
 log = logging.getLogger(__name__)
 
 MIN_WAV_SAMPLES = TRAIN_SAMPLE_RATE // 2  # coqui's dataset drops clips under 0.5 s
-SPLITS = {"train": "metadata_train.csv", "val": "metadata_val.csv"}
+SPLITS = {"train": paths.METADATA_TRAIN, "val": paths.METADATA_VAL}
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Clips:
 
 def dataset_configs(dataset_dir: Path, language: str | None) -> list[dict]:
     """coqui BaseDatasetConfig fields for the dataset: from its stats.json, else LJSpeech layout + `language`."""
-    stats = dataset_dir / "stats.json"
+    stats = dataset_dir / paths.STATS
     if stats.is_file():
         entries = read_json(stats).get("datasets") or []
         if entries:

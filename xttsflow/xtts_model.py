@@ -10,7 +10,6 @@ code path of the real XTTS-v2.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import pickle
 import zipfile
@@ -270,10 +269,3 @@ def save_state(path: str | Path, obj) -> None:
     """torch.save atomically; through a file object so the archive's inner name never holds the temp name."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)
-
-
-def describe(folder: str | Path) -> dict:
-    """Sizes of a checkpoint folder's model (for logs and docs)."""
-    config = json.loads((Path(folder) / "config.json").read_text())
-    args = config["model_args"]
-    return {k: args[k] for k in ("gpt_layers", "gpt_n_model_channels", "gpt_n_heads", "gpt_number_text_tokens")}
