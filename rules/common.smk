@@ -11,7 +11,11 @@ from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 from xttsflow import paths
 from xttsflow.config import check_config
 from xttsflow.errors import XttsflowError
+from xttsflow.runlock import stale_lock_note
 from xttsflow.sources import source_table
+
+if "--unlock" not in sys.argv and (note := stale_lock_note()):
+    print(note, file=sys.stderr)
 
 try:
     check_config(config)

@@ -41,3 +41,94 @@ def test_hostile_file_names_through_the_workflow(tmp_path, make_speech):
         assert (tmp_path / "segments" / f"{sid}.json").is_file(), name
         assert len(list((tmp_path / "segments" / sid).glob("*.wav"))) == 2, name
     assert not (tmp_path / "pwned").exists() and sorted(p.name for p in rec.iterdir()) == sorted(names)
+
+
+def test_too_short_speech_says_what_was_found(tmp_path, caplog):
+    """A 1-second speech file: the message names the speech found and min_duration, not 'silence-only'."""
+    import numpy as np
+
+    from xttsflow.demo import espeak
+    from xttsflow.segment import segment_file
+
+    speech = espeak("Hello there.", speed=200)
+    audio = tmp_path / "short.wav"
+    write_wav(audio, np.concatenate([np.zeros(11025, np.float32), speech[:22050], np.zeros(11025, np.float32)]), 22050)
+    caplog.set_level("WARNING", logger="xttsflow.segment")
+    assert segment_file(audio, tmp_path / "segs", tmp_path / "segs.json", {"min_duration": 3.0})["segments"] == []
+    assert "is shorter than segment.min_duration (3.0 s)" in caplog.text and "silence-only" not in caplog.text
+    caplog.clear()
+    write_wav(tmp_path / "silent.wav", np.zeros(44100, np.float32), 22050)
+    segment_file(tmp_path / "silent.wav", tmp_path / "segs2", tmp_path / "segs2.json")
+    assert "no speech found: the recording stays below -40.0 dBFS" in caplog.text
+
+
+KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+from xttsflow.atomic import atomic_dir, atomic_path
+out = Path(sys.argv[1])
+with atomic_path(out / "samples.json") as tmp:
+    tmp.write_text("{half")
+    with atomic_dir(out / "finetuned") as folder:
+        (folder / "000.wav").write_bytes(b"RIFF partial")
+        print("writing", flush=True)
+        time.sleep(60)
+"""
+
+
+def test_a_killed_writers_temporaries_are_removed_by_the_next_run(tmp_path):
+    """kill -9 in the middle of an atomic folder and file (synthesis writes samples/<run>/<model>/ so):
+    the next run of that job leaves no temporary behind, and the old output is never touched meanwhile."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    from xttsflow.atomic import atomic_dir, write_json
+
+    out = tmp_path / "samples"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(out)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    leftovers = sorted(p.name for p in out.iterdir())
+    assert len(leftovers) == 2 and all(name.startswith(".") and name.endswith(".tmp") for name in leftovers)
+    with atomic_dir(out / "finetuned") as folder:
+        (folder / "000.wav").write_bytes(b"RIFF whole")
+    write_json(out / "samples.json", {"whole": True})
+    assert sorted(p.name for p in out.iterdir()) == ["finetuned", "samples.json"]
+
+
+def test_a_killed_run_is_explained_in_one_line_and_unlock_recovers(tmp_path, make_speech):
+    """kill -9 of the whole run: the next run says in one line what happened and what to do."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import REPO, SNAKEMAKE
+
+    speech = make_speech(["The lighthouse keeper counted the ships.", "A storm came over the grey sea."], [0.9])
+    (tmp_path / "recordings").mkdir()
+    write_wav(tmp_path / "recordings" / "take.wav", speech.samples, speech.sample_rate)
+    write_config(tmp_path, {"sources": [{"path": "recordings", "speaker": "ana", "language": "en"}],
+                            "until": "segment", "segment": {"min_duration": 1.0, "max_duration": 8.0}})
+    proc = subprocess.Popen([*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--cores", "1"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    locks = tmp_path / ".snakemake" / "locks"
+    deadline = time.monotonic() + 120
+    while not (locks.is_dir() and any(locks.glob("*.lock"))):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never took its lock"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    again = snakemake(tmp_path, "--cores", "1", check=False)
+    notes = [line for line in again.stderr.splitlines() if line.startswith("xttsflow:")]
+    assert again.returncode != 0 and len(notes) == 1 and "run `snakemake --unlock` once" in notes[0], again.stderr
+    snakemake(tmp_path, "--unlock")
+    done = snakemake(tmp_path, "--cores", "1")
+    assert "xttsflow:" not in done.stderr
+    assert (tmp_path / "segments" / f"{local_source_id('recordings/take.wav')}.json").is_file()

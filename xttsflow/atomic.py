@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from glob import escape as glob_escape
 from pathlib import Path
 
 
@@ -30,11 +31,26 @@ def _temp_prefix(path: Path) -> str:
     return "." + path.name.encode()[:_NAME_BYTES].decode(errors="ignore") + "."
 
 
+def _remove_leftovers(path: Path) -> None:
+    """Remove the temporaries a killed writer of `path` left (`.<name>.<8 random>.tmp` / `.old`).
+
+    Only one job writes a given output at a time (Snakemake locks outputs), so whatever of this shape
+    exists when a writer starts belongs to a writer that is gone.
+    """
+    stem = glob_escape(_temp_prefix(path)) + "????????"
+    for leftover in [*path.parent.glob(stem + ".tmp"), *path.parent.glob(stem + ".old")]:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(path)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     # mkstemp makes the file private (0600); outputs get the usual umask-based mode, as open() would give.
     os.fchmod(fd, 0o666 & ~_UMASK)
@@ -53,6 +69,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside `path`; on success it replaces `path` whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(path)
     tmp_path = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     os.chmod(tmp_path, 0o777 & ~_UMASK)
     try:

@@ -352,9 +352,22 @@ def segment_file(audio: str | os.PathLike, out_dir: str | os.PathLike, manifest:
              result["segments_duration"], result["total_duration"], len(dropped),
              result["total_duration"] / max(took, 1e-9))
     if not records:
-        log.warning("segment %s: no speech segment found (silence-only recording, or threshold %s dBFS too low)",
-                    source, cfg.silence_thresh_dbfs)
+        log.warning("segment %s: %s", source, _why_empty(result, cfg))
     return result
+
+
+def _why_empty(result: dict, cfg) -> str:
+    """What was found when no segment was kept: too-short speech, or no speech at all."""
+    dropped = result["dropped"]
+    if dropped:
+        seconds = sum(d["duration"] for d in dropped)
+        return (f"no segment kept: the speech found ({len(dropped)} piece(s), {seconds:.1f} s) is shorter than "
+                f"segment.min_duration ({cfg.min_duration} s) — lower min_duration, or add longer recordings")
+    if result["speech_duration"] > 0:
+        return (f"no segment kept: {result['speech_duration']:.1f} s of sound above {cfg.silence_thresh_dbfs} dBFS "
+                "but no speech segment in it — check silence_thresh_dbfs")
+    return (f"no speech found: the recording stays below {cfg.silence_thresh_dbfs} dBFS (silence-only, or "
+            "segment.silence_thresh_dbfs too high for a quiet recording)")
 
 
 def write_pcm16(path: Path, pcm: np.ndarray, sample_rate: int) -> None:
