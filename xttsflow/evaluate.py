@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .asr.config import TranscribeConfig
 from .atomic import read_json, write_json
 from .audio import read_wav
 from .errors import XttsflowError
@@ -203,11 +204,11 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
 
 
-def score(model: str, items: list[dict], references: dict, transcribe_cfg: dict, out: str | os.PathLike,
+def score(model: str, items: list[dict], references: dict, transcribe_cfg: TranscribeConfig, out: str | os.PathLike,
           threads: int = 1) -> dict:
     """Per-sample speaker similarity, CER/WER and duration ratio for `items` [{file, text}]; write scores."""
+    from .asr.transcriber import make_transcriber
     from .speaker import embed_files
-    from .transcribe import make_transcriber
 
     language, real = references["language"], references["real_clips"]
     if not items:
@@ -264,7 +265,7 @@ def summarize(samples: list[dict], rate: float | None) -> dict:
 
 
 def score_model(model: str, references: str | os.PathLike, manifest: str | os.PathLike | None,
-                transcribe_cfg: dict, out: str | os.PathLike, threads: int = 1) -> dict:
+                transcribe_cfg: TranscribeConfig, out: str | os.PathLike, threads: int = 1) -> dict:
     """Score one model's samples (from its manifest), or the real held-out clips when model is "real"."""
     refs = read_json(references)
     if model == "real":
@@ -371,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     sc.add_argument("--model", choices=MODELS, required=True)
     sc.add_argument("--references", required=True)
     sc.add_argument("--manifest", help="samples/{run}/{model}.json (not for --model real)")
-    sc.add_argument("--config", help="YAML file with a transcribe: section (default: bundled:tiny.en)")
+    sc.add_argument("--config", help="YAML file whose transcribe: section sets the recogniser (default: its defaults)")
     sc.add_argument("--out", required=True)
     ev = commands.add_parser("compare", help="base vs fine-tuned: metrics.json and tables")
     ev.add_argument("--run", default="main")
@@ -385,8 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "references":
         choose_references(args.dataset, args.transcripts, config.get("evaluate", config), args.out)
     elif args.command == "score":
-        cfg = config.get("transcribe") or {"backend": "faster-whisper", "model": "bundled:tiny.en"}
-        score_model(args.model, args.references, args.manifest, cfg, args.out)
+        score_model(args.model, args.references, args.manifest, TranscribeConfig(**(config.get("transcribe") or {})),
+                    args.out)
     else:
         out_dir = Path(args.out_dir)
         evaluate_run(args.run, dict(zip(MODELS, args.scores, strict=True)),

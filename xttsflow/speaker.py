@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from .atomic import atomic_path, read_json
-from .audio import read_wav
+from .audio import read_wav, resample
 from .devices import resolve_device
 from .errors import XttsflowError
 
@@ -49,10 +49,7 @@ def _load(path: Path) -> np.ndarray:
         raise XttsflowError(f"speaker: {path} is not a readable audio file ({err}) — re-run the segment stage") from err
     if not np.any(wav):
         return wav[:0]
-    if rate != ENCODER_SAMPLE_RATE:
-        import soxr  # what librosa.resample calls, without librosa's first-call overhead
-
-        wav = soxr.resample(wav, rate, ENCODER_SAMPLE_RATE).astype(np.float32)
+    wav = resample(wav, rate, ENCODER_SAMPLE_RATE)
     trimmed = preprocess_wav(wav)
     if len(trimmed) >= MIN_VOICED_S * ENCODER_SAMPLE_RATE:
         return trimmed
