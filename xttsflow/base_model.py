@@ -15,9 +15,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .atomic import atomic_dir
+from .atomic import atomic_dir, link_or_copy
 from .errors import XttsflowError
-from .export import link_or_copy
 from .settings import BUILTIN_TINY, base_model_kind
 from .xtts_model import XTTS_FILES, build_tiny_checkpoint, check_layout
 

@@ -13,8 +13,6 @@ import dataclasses
 import hashlib
 import io
 import logging
-import os
-import shutil
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -25,7 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES
-from .atomic import atomic_dir, read_json, write_json, write_text
+from .atomic import atomic_dir, link_or_copy, read_json, write_json, write_text
 from .errors import XttsflowError
 from .textnorm import XttsText, clean, normalize, same_language, xtts_language
 
@@ -303,15 +301,6 @@ def _rejected_lines(clips: list[Clip]) -> str:
     return buf.getvalue()
 
 
-def _link_or_copy(src: Path, dest: Path) -> str:
-    try:
-        os.link(src, dest)
-        return "hardlink"
-    except OSError:  # another filesystem, or links not allowed: a copy is as good, only bigger
-        shutil.copy2(src, dest)
-        return "copy"
-
-
 def _plot_durations(path: Path, kept: list[Clip], rejected: list[Clip], config: DatasetConfig) -> None:
     import matplotlib
 
@@ -412,7 +401,7 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
 
     with atomic_dir(out_dir) as tmp:
         (tmp / "wavs").mkdir()
-        links = Counter(_link_or_copy(c.wav, tmp / "wavs" / f"{c.id}.wav") for c in kept)
+        links = Counter(link_or_copy(c.wav, tmp / "wavs" / f"{c.id}.wav") for c in kept)
         write_text(tmp / LJSPEECH_FILES["all"], _ljspeech_lines(kept))
         write_text(tmp / LJSPEECH_FILES["train"], _ljspeech_lines(train))
         write_text(tmp / LJSPEECH_FILES["val"], _ljspeech_lines(val))

@@ -24,11 +24,11 @@ import torch
 import yaml
 
 from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, train_data
-from .atomic import read_json, write_json
+from .atomic import write_json
 from .errors import XttsflowError
-from .export import export_model, save_adapter
 from .gpt_model import apply_lora, build_gpt_trainer, parameter_counts, set_full_finetune, trainable_state
 from .settings import TrainingSettings, load_settings
+from .xtts_model import export_model, save_adapter
 
 log = logging.getLogger(__name__)
 
@@ -424,19 +424,6 @@ class Trainer:
 def train(settings: TrainingSettings, base_dir: str | Path, language: str | None = None, progress: bool = True):
     """Fine-tune from `base_dir` with `settings`; resumes the run's last checkpoint; returns the summary."""
     return Trainer(settings, base_dir, language).run(progress=progress)
-
-
-def export_run(base_dir: Path, run_dir: Path, out_dir: Path, which: str = "best") -> Path:
-    """Re-export a run from its checkpoints (best or last) without training."""
-    summary = read_json(run_dir / "train_summary.json")
-    settings = load_settings(None, env_file=None, **{**summary["settings"], "export_checkpoint": which})
-    trainer = Trainer(settings, base_dir)
-    trainer.run_dir = Path(run_dir)
-    trainer.step, trainer.epoch = summary["steps"], summary["epochs"]
-    trainer.best_val = summary["best_val_loss"] or math.inf
-    trainer.history = summary["history"]
-    trainer.finish(Path(out_dir))
-    return Path(out_dir)
 
 
 def train_job(settings: dict, base_dir: str, export_model: str, summary: str, threads: int = 1) -> dict:
