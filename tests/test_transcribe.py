@@ -3,12 +3,16 @@ openai-whisper checkpoint built here), the transcript file, resume, worker sizin
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from asr_fixtures import build_tiny_whisper
+from conftest import REPO
 
 from xttsflow.asr.models import model_params, resolve_model
 from xttsflow.asr.transcriber import make_transcriber
@@ -236,6 +240,54 @@ def test_two_cpu_workers_share_the_clips(tmp_path, espeak_clips):
     texts = [s["text"] for s in read_json(out)["segments"]]
     assert stats["workers"] == 2
     assert word_error_rate(ESPEAK_TEXTS[:2], texts) <= 0.25, texts
+
+
+# ---------- the command line: a segments manifest, or audio files and folders ----------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "xttsflow.cli", "transcribe", *args, "--model", "bundled:tiny.en", "--threads", "2"]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def test_cli_transcribes_audio_files_and_folders(tmp_path, espeak_clips):
+    """A folder of espeak-ng WAVs and an MP3 file (decoded by FFmpeg) in one call, into one transcript."""
+    mp3 = tmp_path / "again.mp3"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(espeak_clips[0]), str(mp3)], check=True)
+    out = tmp_path / "out.json"
+    proc = _cli(str(espeak_clips[0].parent), str(mp3), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = read_json(out)
+    assert [s["file"] for s in data["segments"]] == [*map(str, espeak_clips), str(mp3)]
+    texts = [s["text"] for s in data["segments"]]
+    assert word_error_rate([*ESPEAK_TEXTS, ESPEAK_TEXTS[0]], texts) <= 0.25, texts
+    assert [s["flags"] for s in data["segments"]] == [[]] * 4  # clean speech, durations from the files
+    assert data["model"] == data["config"]["model"] == "bundled:tiny.en" and data["backend_version"]
+    assert json.loads(proc.stdout)["files"] == 4 == data["stats"]["files"]  # the stats on stdout
+
+
+def test_cli_prints_a_folder_transcript(ljspeech_dir):
+    proc = _cli(str(ljspeech_dir / "wavs"), "--language", "en")
+    assert proc.returncode == 0, proc.stderr
+    by_file = {Path(s["file"]).name: s["text"] for s in json.loads(proc.stdout)["segments"]}
+    paths, references = _ljspeech(ljspeech_dir)
+    assert word_error_rate(references, [by_file[p.name] for p in paths]) <= 0.10
+
+
+def test_cli_on_a_manifest_writes_what_the_rule_writes(tmp_path, espeak_clips):
+    from xttsflow.audio import read_wav
+
+    manifest = make_source(tmp_path, "cli-1", [read_wav(p) for p in espeak_clips[:2]])
+    out = tmp_path / "transcripts" / "cli-1.json"
+    proc = _cli(str(manifest), "-o", str(out), "--batch-size", "8")  # the segments folder: beside the manifest
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["segments"] == 2
+    transcribe_source(manifest, tmp_path / "segments" / "cli-1", tmp_path / "ref.json", TINY_EN, threads=2)
+    cli_run, package_run = read_json(out), read_json(tmp_path / "ref.json")
+    for run in (cli_run, package_run):
+        for key in ("transcribe_seconds", "realtime_factor"):
+            run["stats"].pop(key)
+    assert cli_run == package_run
 
 
 # ---------- GPU worker sizing (pure arithmetic; the rule the seed gives: ~1.5 GB per medium model) ----------

@@ -70,7 +70,8 @@ def run(stage: str, main: Callable[[list[str]], object], argv: list[str] | None 
     except XttsflowError as err:
         if debug:
             traceback.print_exc()
-        print(f"xttsflow {stage}: {err}", file=sys.stderr)
+        message = str(err).removeprefix(f"{stage}: ")  # the package's sentences often name their stage already
+        print(f"xttsflow {stage}: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"xttsflow {stage}: interrupted", file=sys.stderr)
@@ -78,8 +79,8 @@ def run(stage: str, main: Callable[[list[str]], object], argv: list[str] | None 
     except Exception as err:
         if debug:
             traceback.print_exc()
-        print(f"xttsflow {stage}: {type(err).__name__}: {err} (run with {DEBUG_FLAG} for the traceback)",
-              file=sys.stderr)
+        hint = "" if debug else f" (run with {DEBUG_FLAG} for the traceback)"
+        print(f"xttsflow {stage}: {type(err).__name__}: {err}{hint}", file=sys.stderr)
         return 1
     return 0
 

@@ -14,6 +14,7 @@ import hashlib
 import io
 import logging
 import statistics
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES
+from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES, cli
 from .atomic import atomic_dir, link_or_copy, read_json, write_json, write_text
 from .errors import XttsflowError
 from .textnorm import XttsText, clean, normalize, same_language, xtts_language
@@ -469,9 +470,8 @@ def _optional(kind):
 def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
 
-    parser = argparse.ArgumentParser(
-        prog="python -m xttsflow.dataset",
-        description="Build the LJSpeech dataset from a workflow folder's transcripts/, segments/ and embeddings/.")
+    parser = cli.parser(
+        "dataset", "Build the LJSpeech dataset from a workflow folder's transcripts/, segments/ and embeddings/.")
     parser.add_argument("root", nargs="?", default=".", help="folder holding transcripts/, segments/, embeddings/")
     parser.add_argument("--out", help="dataset folder to (re)write (default: ROOT/dataset)")
     parser.add_argument("--source", action="append", help="only these source ids (repeatable; default: all)")
@@ -505,4 +505,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("dataset", main))

@@ -7,16 +7,17 @@ sample against the real speaker; evaluate: base vs fine-tuned side by side -> me
 
 from __future__ import annotations
 
-import argparse
 import collections
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from . import cli
 from .asr.config import TranscribeConfig
 from .atomic import read_json, write_json
 from .audio import read_wav
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from .logs import setup_console
 
-    parser = argparse.ArgumentParser(prog="xttsflow evaluate", description=__doc__.splitlines()[0])
+    parser = cli.parser("evaluate", __doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     refs = commands.add_parser("references", help="choose reference clips from a dataset's val split")
     refs.add_argument("--dataset", default="dataset")
@@ -397,4 +398,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("evaluate", main))

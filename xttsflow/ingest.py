@@ -7,7 +7,6 @@ checked for truncation and recorded by xttsflow.raw.write_raw.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import re
@@ -15,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cli
 from .audio import probe
 from .errors import XttsflowError
 from .logs import setup_console
@@ -119,11 +119,9 @@ def ingest_any(inputs: list[str], out_dir: Path, speaker: str, language: str,
     return records, failures
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m xttsflow.ingest",
-        description="Ingest local recordings and/or URLs (yt-dlp) into DIR/<source>.flac + DIR/<source>.json.",
-    )
+def main(argv: list[str] | None = None) -> None:
+    parser = cli.parser(
+        "ingest", "Ingest local recordings and/or URLs (yt-dlp) into DIR/<source>.flac + DIR/<source>.json.")
     parser.add_argument("inputs", nargs="+", help="audio files, folders (recursive), globs or http(s) URLs")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--speaker", default="speaker", help="speaker name recorded in the JSON")
@@ -151,12 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", message)
     if failures:
         raise XttsflowError(f"{len(failures)} source(s) failed (errors above); {len(records)} ingested")
-    return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except XttsflowError as err:
-        print(f"xttsflow ingest: {err}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(cli.run("ingest", main))

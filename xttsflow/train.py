@@ -9,7 +9,6 @@ checkpoints, exact resume after any interruption, and the merged export.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import math
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, train_data
+from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, cli, train_data
 from .atomic import write_json
 from .errors import XttsflowError
 from .gpt_model import apply_lora, build_gpt_trainer, parameter_counts, set_full_finetune, trainable_state
@@ -455,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
     from .settings import base_model_kind
 
-    parser = argparse.ArgumentParser(prog="python -m xttsflow.train", description=__doc__.splitlines()[0])
+    parser = cli.parser("train", __doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="workflow config whose train: section is the base layer")
     parser.add_argument("--base", type=Path, help="base model folder (default: from the settings' base_model)")
     parser.add_argument("--dataset", type=Path, help="dataset folder (LJSpeech layout)")
@@ -465,25 +464,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     setup_console()
-    try:
-        section = (yaml.safe_load(args.config.read_text()) or {}).get("train", {}) if args.config else {}
-        overrides = _parse_sets(args.sets)
-        if args.dataset:
-            overrides["dataset_dir"] = args.dataset
-        settings = load_settings(section, **overrides)
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        base = args.base
-        if base is None:
-            spec = settings.base_model_spec
-            base = Path(spec) if base_model_kind(spec) == "folder" else Path("models/base")
-            if base_model_kind(spec) != "folder" and not base.is_dir():
-                prepare_base_model(spec, base, settings.accept_cpml)
-        summary = train(settings, base, progress=not args.no_progress)
-    except XttsflowError as err:
-        sys.exit(f"error: {err}")
+    section = (yaml.safe_load(args.config.read_text()) or {}).get("train", {}) if args.config else {}
+    overrides = _parse_sets(args.sets)
+    if args.dataset:
+        overrides["dataset_dir"] = args.dataset
+    settings = load_settings(section, **overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = args.base
+    if base is None:
+        spec = settings.base_model_spec
+        base = Path(spec) if base_model_kind(spec) == "folder" else Path("models/base")
+        if base_model_kind(spec) != "folder" and not base.is_dir():
+            prepare_base_model(spec, base, settings.accept_cpml)
+    summary = train(settings, base, progress=not args.no_progress)
     print(f"trained {summary['steps']} steps; export: {settings.run_dir / 'export'}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("train", main))
