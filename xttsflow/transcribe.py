@@ -152,7 +152,8 @@ def _option_flags(parser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"default: {value}")
             continue
         choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is typing.Literal else None
-        parser.add_argument(flag, default=None, choices=choices, help=f"default: {value}")
+        shown = value if value is not None else "unset (a manifest's language; audio files: detected)"
+        parser.add_argument(flag, default=None, choices=choices, help=f"default: {shown}")
 
 
 def main(argv: list[str] | None = None) -> None:
