@@ -32,21 +32,19 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the tiny openai-whisper checkpoint is a test fixture
 
+from asr_fixtures import build_tiny_whisper  # noqa: E402
+
+from xttsflow.asr.backend import token_budget  # noqa: E402
+from xttsflow.asr.models import resolve_model  # noqa: E402
+from xttsflow.asr.transcriber import make_transcriber  # noqa: E402
+from xttsflow.asr.workers import plan_workers, transcribe_files  # noqa: E402
 from xttsflow.atomic import write_json  # noqa: E402
 from xttsflow.audio import write_wav  # noqa: E402
 from xttsflow.demo import DEMO_SENTENCES, espeak  # noqa: E402
 from xttsflow.text_metrics import word_error_rate  # noqa: E402
-from xttsflow.transcribe import (  # noqa: E402
-    DEFAULTS,
-    build_tiny_whisper,
-    make_transcriber,
-    plan_workers,
-    resolve_model,
-    token_budget,
-    transcribe_files,
-    transcribe_source,
-)
+from xttsflow.transcribe import TranscribeConfig, transcribe_source  # noqa: E402
 
 FIXTURES = Path(os.environ.get("XTTSFLOW_FIXTURES", REPO.parent / "shared" / "fixtures"))
 
@@ -136,8 +134,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # ---- faster-whisper ----
     compute = "float16" if device == "cuda" else "auto"
-    cfg = {**DEFAULTS, "model": "bundled:tiny.en", "beam_size": args.beam_size, "compute_type": compute,
-           "device": device, "workers": 1}
+    cfg = {"model": "bundled:tiny.en", "beam_size": args.beam_size, "compute_type": compute, "device": device,
+           "workers": 1}
     model = faster_whisper.WhisperModel(resolve_model("bundled:tiny.en"), device=device, compute_type=compute,
                                         cpu_threads=args.threads)
     pipeline = faster_whisper.BatchedInferencePipeline(model)
@@ -150,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def stage(batch_size: int, out: str):
         def run():
-            transcribe_source(manifest, seg_dir, work / out, {**cfg, "batch_size": batch_size}, threads=args.threads)
+            transcribe_source(manifest, seg_dir, work / out, TranscribeConfig(**cfg, batch_size=batch_size),
+                              threads=args.threads)
             return [s["text"] for s in json.loads((work / out).read_text())["segments"]]
         return run
 
@@ -165,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         "stage, batch_size 1": stage(1, "t1.json"),
         "stage, batch_size 8": stage(8, "t8.json"),
     }
-    load = measure(lambda: make_transcriber(cfg, args.threads))[:2]  # what the stage spends loading the model
+    # What the stage spends loading the model:
+    load = measure(lambda: make_transcriber(TranscribeConfig(**cfg), args.threads))[:2]
     best, outputs = run_side_by_side(fw, args.repeat, {"stage, batch_size 1": load, "stage, batch_size 8": load})
     wer = {name: word_error_rate([references[i] for i in labelled], [out[i] for i in labelled])
            for name, out in outputs.items()} if labelled else None
@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     # ---- openai-whisper: a tiny checkpoint built here ----
     ckpt = build_tiny_whisper(work / "tiny.pt", text=" the", language="en")
     ow_device = "cuda" if torch.cuda.is_available() else "cpu"
-    ow_cfg = {**DEFAULTS, "backend": "openai-whisper", "model": str(ckpt), "beam_size": args.beam_size,
-              "device": ow_device, "workers": 1, "detect_language": False}
+    ow_cfg = TranscribeConfig(backend="openai-whisper", model=str(ckpt), beam_size=args.beam_size, device=ow_device,
+                              workers=1, detect_language=False)
     ow_model = whisper.load_model(str(ckpt), device=ow_device)
     torch.set_num_threads(args.threads)
 
@@ -219,11 +219,11 @@ def main(argv: list[str] | None = None) -> None:
     if device == "cuda":
         print("\nGPU: workers the stage plans (float16, batch 8, 16 threads):")
         for name in ("tiny", "small", "medium", "large-v3"):
-            n = plan_workers({**cfg, "model": name, "workers": "auto", "batch_size": 8}, "cuda", threads=16,
-                             n_files=1000)
+            n = plan_workers(TranscribeConfig(**{**cfg, "model": name, "workers": "auto", "batch_size": 8}), "cuda",
+                             threads=16, n_files=1000)
             print(f"  {name:10s} {n} worker(s)")
-        wall, _, _ = measure(lambda: transcribe_files(paths, "en", {**cfg, "workers": "auto", "batch_size": 8},
-                                                      threads=args.threads))
+        auto = TranscribeConfig(**{**cfg, "workers": "auto", "batch_size": 8})
+        wall, _, _ = measure(lambda: transcribe_files(paths, "en", auto, threads=args.threads))
         print(f"  tiny.en with auto workers, loads included: {wall:.2f} s, {audio_s / wall:.1f}x real time")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -1,13 +1,14 @@
 # Snakemake glue for rule transcribe: read snakemake.*, call the package.
 from xttsflow.logs import to_file
-from xttsflow.transcribe import transcribe_source
+from xttsflow.transcribe import TranscribeConfig, transcribe_source
 
 with to_file(snakemake.log[0]):
     transcribe_source(
         snakemake.input.manifest,
         snakemake.input.segments,
         snakemake.output.transcript,
-        cfg={**snakemake.params.cfg, "workers": snakemake.config["transcribe"]["workers"]},
+        # `workers` is left out of the rule's params (it changes speed, never a transcript): read it here.
+        TranscribeConfig(**snakemake.params.cfg, workers=snakemake.config["transcribe"]["workers"]),
         language=snakemake.params.language,
         threads=snakemake.threads,
     )

@@ -21,6 +21,7 @@ from xttsflow.evaluate import (
 )
 from xttsflow.report import training_curves
 from xttsflow.sources import local_source_id
+from xttsflow.transcribe import TranscribeConfig
 
 TRANSCRIBE = {"backend": "faster-whisper", "model": "bundled:tiny.en", "device": "cpu", "compute_type": "int8"}
 
@@ -99,14 +100,14 @@ def test_no_val_split_falls_back_to_training_clips_with_a_warning(tmp_path):
 def test_metrics_tell_real_speech_from_noise(dataset_root, tmp_path):
     """Real Whisper and Resemblyzer on the speaker's clips vs noise that 'says' the same text."""
     refs = _refs(dataset_root, tmp_path / "r.json", num_references=1)
-    real = score("real", [{"file": c["file"], "text": c["text"]} for c in refs["real_clips"]], refs, TRANSCRIBE,
-                 tmp_path / "real.json")
+    real = score("real", [{"file": c["file"], "text": c["text"]} for c in refs["real_clips"]], refs,
+                 TranscribeConfig(**TRANSCRIBE), tmp_path / "real.json")
     rng = np.random.default_rng(0)
     noise = []
     for i, clip in enumerate(refs["real_clips"]):
         write_wav(tmp_path / f"{i}.wav", 0.1 * rng.standard_normal(24000 * 2).astype(np.float32), 24000)
         noise.append({"file": str(tmp_path / f"{i}.wav"), "text": clip["text"]})
-    fake = score("base", noise, refs, TRANSCRIBE, tmp_path / "noise.json")
+    fake = score("base", noise, refs, TranscribeConfig(**TRANSCRIBE), tmp_path / "noise.json")
     r, n = real["summary"], fake["summary"]
     assert r["wer"] <= 0.35 and r["cer"] <= 0.2, real["samples"]
     assert n["cer"] >= 0.7 and n["wer"] >= 0.8, fake["samples"]

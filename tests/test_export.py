@@ -12,10 +12,9 @@ from train_fixtures import copy_base, settings, tiny_base
 from xttsflow import train_data
 from xttsflow.base_model import prepare_base_model
 from xttsflow.errors import XttsflowError
-from xttsflow.export import export_model, save_adapter
 from xttsflow.gpt_model import build_gpt_trainer
 from xttsflow.train import Trainer
-from xttsflow.xtts_model import XTTS_FILES, build_tiny_checkpoint, load_xtts, read_config
+from xttsflow.xtts_model import XTTS_FILES, build_tiny_checkpoint, export_model, load_xtts, read_config, save_adapter
 
 
 def test_tiny_checkpoint_has_xtts_layout_and_is_reproducible(tmp_path):

@@ -20,7 +20,11 @@ from conftest import REPO, snakemake, write_config
 from hubserver import StandInServer
 from train_fixtures import tiny_base
 
-from xttsflow import hub, whisper_models
+from xttsflow import hub
+from xttsflow.asr.config import TranscribeConfig
+from xttsflow.asr.models import resolve_model
+from xttsflow.asr.openai_whisper import WHISPER_HOST
+from xttsflow.asr.transcriber import make_transcriber
 from xttsflow.audio import write_wav
 from xttsflow.base_model import prepare_base_model
 from xttsflow.demo import espeak
@@ -177,15 +181,16 @@ def test_a_disk_too_small_is_said_before_anything_is_written(hub_env, small_disk
 def test_faster_whisper_by_name(hub_env, tmp_path):
     """`transcribe.model: large-v3` fetches Systran/faster-whisper-large-v3 (here: the bundled tiny.en under that
     name) and transcribes real speech with it."""
-    from xttsflow.transcribe import make_transcriber, resolve_model
-
     hub_env.add_repo("Systran/faster-whisper-large-v3", Path(resolve_model("bundled:tiny.en")))
     wav = tmp_path / "hello.wav"
     write_wav(wav, espeak("The ships came back to the harbour.", speed=150), 22050)
     options = {"device": "cpu", "compute_type": "int8"}
-    text = make_transcriber({"model": "large-v3", **options}).transcribe([str(wav)], "en")[0]["text"]
-    assert "ship" in text.lower() and "came back" in text.lower(), text
-    assert text == make_transcriber({"model": "bundled:tiny.en", **options}).transcribe([str(wav)], "en")[0]["text"]
+    def text(model: str) -> str:
+        return make_transcriber(TranscribeConfig(model=model, **options)).transcribe([str(wav)], "en")[0]["text"]
+
+    by_name = text("large-v3")
+    assert "ship" in by_name.lower() and "came back" in by_name.lower(), by_name
+    assert by_name == text("bundled:tiny.en")
     assert hub_env.gets("model.bin") == [None]
 
 
@@ -196,25 +201,22 @@ def tiny_whisper_alignment() -> bytes:
 def test_openai_whisper_by_name_from_its_own_urls(server, tmp_path, monkeypatch):
     """openai-whisper's URL scheme (sha256 in the path) through a mirror on 127.0.0.1; a wrong file is refused."""
     import whisper
-
-    from xttsflow.transcribe import build_tiny_whisper
+    from asr_fixtures import build_tiny_whisper
 
     checkpoint = build_tiny_whisper(tmp_path / "src" / "tiny-test.pt", text=" hello", language="en")
     digest = sha256(checkpoint)
     route = f"/main/whisper/models/{digest}/tiny-test.pt"
     server.add_file(route, checkpoint)
-    monkeypatch.setitem(whisper._MODELS, "tiny-test", whisper_models.WHISPER_HOST + route)
+    monkeypatch.setitem(whisper._MODELS, "tiny-test", WHISPER_HOST + route)
     monkeypatch.setitem(whisper._ALIGNMENT_HEADS, "tiny-test", tiny_whisper_alignment())
     monkeypatch.setenv("XTTSFLOW_WHISPER_MIRROR", server.url)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    from xttsflow.transcribe import make_transcriber
-
-    make_transcriber({"backend": "openai-whisper", "model": "tiny-test", "device": "cpu"})
+    make_transcriber(TranscribeConfig(backend="openai-whisper", model="tiny-test", device="cpu"))
     assert sha256(tmp_path / "cache" / "whisper" / "tiny-test.pt") == digest
     # The real "tiny" name carries the real checkpoint's sha256: the mirror's wrong file is caught and removed.
-    server.add_file(whisper._MODELS["tiny"][len(whisper_models.WHISPER_HOST):], checkpoint)
+    server.add_file(whisper._MODELS["tiny"][len(WHISPER_HOST):], checkpoint)
     with pytest.raises(XttsflowError, match=r"tiny\.pt arrived damaged \(sha256 .*removed"):
-        make_transcriber({"backend": "openai-whisper", "model": "tiny", "device": "cpu"})
+        make_transcriber(TranscribeConfig(backend="openai-whisper", model="tiny", device="cpu"))
     assert not (tmp_path / "cache" / "whisper" / "tiny.pt").exists()
 
 
@@ -242,8 +244,6 @@ def test_workflow_trains_xtts_by_name(server, tmp_path, make_speech):
 def test_fetch_models_command_prefetches_both_models(server, tmp_path):
     """`xttsflow fetch-models` as a user runs it on a login node: the base model and the Whisper model."""
     import sys
-
-    from xttsflow.transcribe import resolve_model
 
     server.add_repo(REPO_ID, tiny_base())
     server.add_repo("Systran/faster-whisper-large-v3", Path(resolve_model("bundled:tiny.en")))

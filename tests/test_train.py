@@ -21,7 +21,8 @@ from xttsflow import checkpoints
 from xttsflow.audio import write_wav
 from xttsflow.demo import espeak
 from xttsflow.errors import XttsflowError
-from xttsflow.train import Trainer, base_fingerprint, export_run
+from xttsflow.export import export_run
+from xttsflow.train import Trainer, base_fingerprint
 from xttsflow.xtts_model import load_xtts
 
 

@@ -3,31 +3,31 @@ openai-whisper checkpoint built here), the transcript file, resume, worker sizin
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from asr_fixtures import build_tiny_whisper
+from conftest import REPO
 
+from xttsflow.asr.models import model_params, resolve_model
+from xttsflow.asr.transcriber import make_transcriber
+from xttsflow.asr.workers import plan_workers, worker_memory
 from xttsflow.atomic import read_json, write_json
 from xttsflow.audio import write_wav
 from xttsflow.demo import DEMO_SENTENCES
 from xttsflow.errors import XttsflowError
 from xttsflow.hallucination import ScreenConfig, screen
+from xttsflow.journal import Journal
 from xttsflow.text_metrics import word_error_rate
-from xttsflow.transcribe import (
-    DEFAULTS,
-    Journal,
-    build_tiny_whisper,
-    make_transcriber,
-    model_params,
-    plan_workers,
-    resolve_model,
-    transcribe_source,
-    worker_memory,
-)
+from xttsflow.transcribe import TranscribeConfig, transcribe_source
 
-TINY_EN = {"backend": "faster-whisper", "model": "bundled:tiny.en", "batch_size": 8, "beam_size": 5}
+TINY_EN_OPTIONS = {"backend": "faster-whisper", "model": "bundled:tiny.en", "batch_size": 8, "beam_size": 5}
+TINY_EN = TranscribeConfig(**TINY_EN_OPTIONS)
 ESPEAK_TEXTS = DEMO_SENTENCES[4:7]
 
 
@@ -105,7 +105,7 @@ def test_espeak_speech_against_known_text(tiny_en, espeak_clips):
 
 def test_batched_and_one_by_one_agree(tiny_en, espeak_clips):
     """Batched decoding (clips laid end to end) maps every result back to its own clip."""
-    one_by_one = make_transcriber({**TINY_EN, "batch_size": 1}, threads=2)
+    one_by_one = make_transcriber(TranscribeConfig(**{**TINY_EN_OPTIONS, "batch_size": 1}), threads=2)
     clips = [espeak_clips[2], espeak_clips[0]]  # reversed order: a mix-up would swap the texts
     a, b = tiny_en.transcribe(clips, "en"), one_by_one.transcribe(clips, "en")
     assert [r["text"] for r in a] == [r["text"] for r in b]
@@ -121,7 +121,7 @@ def test_english_only_model_refuses_another_language(tiny_en, espeak_clips):
 def test_openai_whisper_checkpoint_through_real_loading(tmp_path, espeak_clips):
     """A tiny model from ModelDimensions, saved as an openai-whisper checkpoint, loaded by whisper.load_model."""
     checkpoint = build_tiny_whisper(tmp_path / "tiny.pt", text=" bom dia", language="pt")
-    transcriber = make_transcriber({"backend": "openai-whisper", "model": str(checkpoint), "beam_size": 2})
+    transcriber = make_transcriber(TranscribeConfig(backend="openai-whisper", model=str(checkpoint), beam_size=2))
     assert transcriber.backend == "openai-whisper" and transcriber.version
     (result,) = transcriber.transcribe(espeak_clips[:1], None)  # language detected by the model
     assert result["text"] == "bom dia"
@@ -135,12 +135,12 @@ def test_openai_whisper_checkpoint_through_real_loading(tmp_path, espeak_clips):
 
 def test_openai_whisper_rejects_a_ctranslate2_model():
     with pytest.raises(XttsflowError, match="CTranslate2 model"):
-        make_transcriber({"backend": "openai-whisper", "model": "bundled:tiny.en"})
+        make_transcriber(TranscribeConfig(backend="openai-whisper", model="bundled:tiny.en"))
 
 
 def test_unknown_model_is_a_clear_error(tmp_path):
     with pytest.raises(XttsflowError, match="could not load model"):
-        make_transcriber({**TINY_EN, "model": str(tmp_path / "no-such-model")})
+        make_transcriber(TranscribeConfig(**{**TINY_EN_OPTIONS, "model": str(tmp_path / "no-such-model")}))
 
 
 # ---------- the stage: transcript file, screen, resume ----------
@@ -175,8 +175,8 @@ def test_interrupted_job_resumes_from_its_journal(tmp_path, espeak_clips):
 
     manifest = make_source(tmp_path, "resume-1", [read_wav(p) for p in espeak_clips])
     out = tmp_path / "transcripts" / "resume-1.json"
-    cfg = {**DEFAULTS, **TINY_EN}
-    fingerprint = {k: cfg[k] for k in DEFAULTS if k not in ("workers", "screen")} | {"language": "en"}
+    cfg = TINY_EN.model_dump()
+    fingerprint = {k: cfg[k] for k in cfg if k not in ("workers", "screen")} | {"language": "en"}
     done = {"text": "finished before the kill", "avg_logprob": -0.2, "no_speech_prob": 0.01,
             "compression_ratio": 1.1, "words": [], "language": "en", "language_probability": 1.0}
     journal = Journal(out.parent / f".{out.name}.journal.jsonl", fingerprint)
@@ -236,34 +236,82 @@ def test_two_cpu_workers_share_the_clips(tmp_path, espeak_clips):
     manifest = make_source(tmp_path, "pool-1", clips)
     out = tmp_path / "pool.json"
     stats = transcribe_source(manifest, tmp_path / "segments" / "pool-1", out,
-                              {**TINY_EN, "workers": 2, "batch_size": 1}, threads=2)
+                              TranscribeConfig(**{**TINY_EN_OPTIONS, "workers": 2, "batch_size": 1}), threads=2)
     texts = [s["text"] for s in read_json(out)["segments"]]
     assert stats["workers"] == 2
     assert word_error_rate(ESPEAK_TEXTS[:2], texts) <= 0.25, texts
+
+
+# ---------- the command line: a segments manifest, or audio files and folders ----------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "xttsflow.cli", "transcribe", *args, "--model", "bundled:tiny.en", "--threads", "2"]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def test_cli_transcribes_audio_files_and_folders(tmp_path, espeak_clips):
+    """A folder of espeak-ng WAVs and an MP3 file (decoded by FFmpeg) in one call, into one transcript."""
+    mp3 = tmp_path / "again.mp3"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(espeak_clips[0]), str(mp3)], check=True)
+    out = tmp_path / "out.json"
+    proc = _cli(str(espeak_clips[0].parent), str(mp3), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = read_json(out)
+    assert [s["file"] for s in data["segments"]] == [*map(str, espeak_clips), str(mp3)]
+    texts = [s["text"] for s in data["segments"]]
+    assert word_error_rate([*ESPEAK_TEXTS, ESPEAK_TEXTS[0]], texts) <= 0.25, texts
+    assert [s["flags"] for s in data["segments"]] == [[]] * 4  # clean speech, durations from the files
+    assert data["model"] == data["config"]["model"] == "bundled:tiny.en" and data["backend_version"]
+    assert json.loads(proc.stdout)["files"] == 4 == data["stats"]["files"]  # the stats on stdout
+
+
+def test_cli_prints_a_folder_transcript(ljspeech_dir):
+    proc = _cli(str(ljspeech_dir / "wavs"), "--language", "en")
+    assert proc.returncode == 0, proc.stderr
+    by_file = {Path(s["file"]).name: s["text"] for s in json.loads(proc.stdout)["segments"]}
+    paths, references = _ljspeech(ljspeech_dir)
+    assert word_error_rate(references, [by_file[p.name] for p in paths]) <= 0.10
+
+
+def test_cli_on_a_manifest_writes_what_the_rule_writes(tmp_path, espeak_clips):
+    from xttsflow.audio import read_wav
+
+    manifest = make_source(tmp_path, "cli-1", [read_wav(p) for p in espeak_clips[:2]])
+    out = tmp_path / "transcripts" / "cli-1.json"
+    proc = _cli(str(manifest), "-o", str(out), "--batch-size", "8")  # the segments folder: beside the manifest
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["segments"] == 2
+    transcribe_source(manifest, tmp_path / "segments" / "cli-1", tmp_path / "ref.json", TINY_EN, threads=2)
+    cli_run, package_run = read_json(out), read_json(tmp_path / "ref.json")
+    for run in (cli_run, package_run):
+        for key in ("transcribe_seconds", "realtime_factor"):
+            run["stats"].pop(key)
+    assert cli_run == package_run
 
 
 # ---------- GPU worker sizing (pure arithmetic; the rule the seed gives: ~1.5 GB per medium model) ----------
 
 
 def test_worker_memory_grows_with_model_and_compute_type():
-    medium = worker_memory({"model": "medium", "compute_type": "float16", "batch_size": 1})
+    medium = worker_memory(TranscribeConfig(model="medium", compute_type="float16", batch_size=1))
     assert 1.5e9 < medium < 2.2e9
-    assert worker_memory({"model": "medium", "compute_type": "int8_float16", "batch_size": 1}) < medium
-    assert worker_memory({"model": "large-v3", "compute_type": "float16", "batch_size": 1}) > 1.9 * medium - 1e9
-    assert worker_memory({"model": "medium", "backend": "openai-whisper", "batch_size": 1}) > 1.8 * medium - 1e9
+    assert worker_memory(TranscribeConfig(model="medium", compute_type="int8_float16", batch_size=1)) < medium
+    assert worker_memory(TranscribeConfig(model="large-v3", compute_type="float16", batch_size=1)) > 1.9 * medium - 1e9
+    assert worker_memory(TranscribeConfig(model="medium", backend="openai-whisper", batch_size=1)) > 1.8 * medium - 1e9
     assert model_params("tiny.en") == model_params("bundled:tiny.en") == 39e6
     assert model_params("large-v3-turbo") == model_params("turbo")
 
 
 def test_plan_workers():
     gib = 2**30
-    cfg = {"model": "medium", "compute_type": "float16", "batch_size": 8}
+    cfg = TranscribeConfig(model="medium", compute_type="float16", batch_size=8)
     need = worker_memory(cfg)
     assert plan_workers(cfg, "cuda", threads=16, n_files=100, free_vram=int(10.5 * need)) == 10
     assert plan_workers(cfg, "cuda", threads=4, n_files=100, free_vram=80 * gib) == 4  # one core per worker
     assert plan_workers(cfg, "cuda", threads=16, n_files=3, free_vram=80 * gib) == 3
     assert plan_workers(cfg, "cpu", threads=16, n_files=100) == 1
-    assert plan_workers({**cfg, "workers": 3}, "cpu", threads=16, n_files=100) == 3
+    assert plan_workers(TranscribeConfig(**{**cfg.model_dump(), "workers": 3}), "cpu", threads=16, n_files=100) == 3
     with pytest.raises(XttsflowError, match="only 1.0 GiB are free"):
         plan_workers(cfg, "cuda", threads=16, n_files=100, free_vram=gib)
 

@@ -10,7 +10,6 @@ Run: `python -m xttsflow.api --workdir <workflow folder> [--host 127.0.0.1] [--p
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time, and they
 # use values local to create_app (the configured limits).
-import argparse
 import asyncio
 import contextlib
 import hmac
@@ -19,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -31,7 +31,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from . import __version__, paths
+from . import __version__, cli, paths
 from .atomic import read_json
 from .audio import AUDIO_EXTENSIONS, probe
 from .devices import resolve_device
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from .logs import setup_console
 
-    parser = argparse.ArgumentParser(prog="xttsflow api", description=__doc__.splitlines()[0])
+    parser = cli.parser("api", __doc__.splitlines()[0])
     parser.add_argument("--workdir", default=".", help="the workflow folder (models/, checkpoints/, dataset/)")
     parser.add_argument("--host", default="127.0.0.1", help=f"other than loopback needs {TOKEN_ENV}")
     parser.add_argument("--port", type=int, default=8000)
@@ -396,4 +396,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("api", main))

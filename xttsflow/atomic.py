@@ -87,6 +87,17 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def link_or_copy(src: str | os.PathLike, dest: str | os.PathLike) -> str:
+    """Hard-link `src` at `dest` (big files shared, not copied), or copy it across file systems: which one it did."""
+    try:
+        # Linux's link() links a symlink itself (the hub cache's snapshot files are symlinks): link its target.
+        os.link(os.path.realpath(src), dest)
+        return "hardlink"
+    except OSError:  # another filesystem, or links not allowed: a copy is as good, only bigger
+        shutil.copy2(src, dest)
+        return "copy"
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -123,6 +123,26 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return data.mean(axis=1), rate
 
 
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Mono float32 samples from `rate` to `target` Hz (soxr: what librosa.resample calls, without its import)."""
+    if rate == target:
+        return samples
+    import soxr
+
+    return soxr.resample(samples, rate, target).astype(np.float32)
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """Any audio file as mono float32 at `sample_rate`: soundfile for WAV/FLAC, FFmpeg for what it cannot read."""
+    try:
+        samples, rate = read_wav(path)
+    except (RuntimeError, sf.LibsndfileError):
+        return decode(path, sample_rate)
+    if not samples.size:
+        raise XttsflowError(f"{path}: the file holds no samples")
+    return resample(samples, rate, sample_rate)
+
+
 def _last_line(stderr: bytes | str) -> str:
     text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]

@@ -10,15 +10,14 @@ user's behalf.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 from pathlib import Path
 
-from .atomic import atomic_dir
+from . import cli
+from .atomic import atomic_dir, link_or_copy
 from .errors import XttsflowError
-from .export import link_or_copy
 from .hub import hub_snapshot
 from .settings import BUILTIN_TINY, base_model_kind
 from .xtts_model import XTTS_FILES, build_tiny_checkpoint, check_layout
@@ -79,18 +78,15 @@ def prepare_base_model(spec: str, out_dir: str | Path, accept_cpml: bool = False
 def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
 
-    parser = argparse.ArgumentParser(prog="python -m xttsflow.base_model", description=__doc__.splitlines()[0])
+    parser = cli.parser("base_model", __doc__.splitlines()[0])
     parser.add_argument("spec", help="builtin:tiny, a coqui-tts model name, or a folder in XTTS's layout")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--accept-cpml", action="store_true", help="you accept the Coqui Public Model License")
     parser.add_argument("--seed", type=int, default=0, help="seed of the builtin:tiny random weights")
     args = parser.parse_args(argv)
     setup_console()
-    try:
-        print(prepare_base_model(args.spec, args.out_dir, args.accept_cpml, args.seed))
-    except XttsflowError as err:
-        sys.exit(f"error: {err}")
+    print(prepare_base_model(args.spec, args.out_dir, args.accept_cpml, args.seed))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("base_model", main))

@@ -13,9 +13,8 @@ import dataclasses
 import hashlib
 import io
 import logging
-import os
-import shutil
 import statistics
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES, paths
-from .atomic import atomic_dir, read_json, write_json, write_text
+from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES, cli, paths
+from .atomic import atomic_dir, link_or_copy, read_json, write_json, write_text
 from .errors import XttsflowError
 from .textnorm import XttsText, clean, normalize, same_language, xtts_language
 
@@ -303,15 +302,6 @@ def _rejected_lines(clips: list[Clip]) -> str:
     return buf.getvalue()
 
 
-def _link_or_copy(src: Path, dest: Path) -> str:
-    try:
-        os.link(src, dest)
-        return "hardlink"
-    except OSError:  # another filesystem, or links not allowed: a copy is as good, only bigger
-        shutil.copy2(src, dest)
-        return "copy"
-
-
 def _plot_durations(path: Path, kept: list[Clip], rejected: list[Clip], config: DatasetConfig) -> None:
     import matplotlib
 
@@ -412,7 +402,7 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
 
     with atomic_dir(out_dir) as tmp:
         (tmp / paths.WAVS).mkdir()
-        links = Counter(_link_or_copy(c.wav, tmp / paths.WAVS / f"{c.id}.wav") for c in kept)
+        links = Counter(link_or_copy(c.wav, tmp / paths.WAVS / f"{c.id}.wav") for c in kept)
         write_text(tmp / LJSPEECH_FILES["all"], _ljspeech_lines(kept))
         write_text(tmp / LJSPEECH_FILES["train"], _ljspeech_lines(train))
         write_text(tmp / LJSPEECH_FILES["val"], _ljspeech_lines(val))
@@ -473,9 +463,8 @@ def _optional(kind):
 def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
 
-    parser = argparse.ArgumentParser(
-        prog="python -m xttsflow.dataset",
-        description="Build the LJSpeech dataset from a workflow folder's transcripts/, segments/ and embeddings/.")
+    parser = cli.parser(
+        "dataset", "Build the LJSpeech dataset from a workflow folder's transcripts/, segments/ and embeddings/.")
     parser.add_argument("root", nargs="?", default=".", help="folder holding transcripts/, segments/, embeddings/")
     parser.add_argument("--out", help="dataset folder to (re)write (default: ROOT/dataset)")
     parser.add_argument("--source", action="append", help="only these source ids (repeatable; default: all)")
@@ -509,4 +498,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("dataset", main))

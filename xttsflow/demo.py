@@ -5,17 +5,17 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from . import TRAIN_SAMPLE_RATE
+from . import TRAIN_SAMPLE_RATE, cli
 from .errors import XttsflowError
 
 DEMO_SENTENCES = [
@@ -125,7 +125,7 @@ def write_demo_recordings(out_dir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = cli.parser("demo", __doc__.splitlines()[0])
     parser.add_argument("out_dir", nargs="?", default="demo/recordings")
     args = parser.parse_args(argv)
     for path in write_demo_recordings(args.out_dir):
@@ -133,4 +133,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("demo", main))

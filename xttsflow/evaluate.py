@@ -7,17 +7,18 @@ sample against the real speaker; evaluate: base vs fine-tuned side by side -> me
 
 from __future__ import annotations
 
-import argparse
 import collections
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from . import paths
+from . import cli, paths
+from .asr.config import TranscribeConfig
 from .atomic import read_json, write_json
 from .audio import read_wav
 from .errors import XttsflowError
@@ -204,11 +205,11 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
 
 
-def score(model: str, items: list[dict], references: dict, transcribe_cfg: dict, out: str | os.PathLike,
+def score(model: str, items: list[dict], references: dict, transcribe_cfg: TranscribeConfig, out: str | os.PathLike,
           threads: int = 1) -> dict:
     """Per-sample speaker similarity, CER/WER and duration ratio for `items` [{file, text}]; write scores."""
+    from .asr.transcriber import make_transcriber
     from .speaker import embed_files
-    from .transcribe import make_transcriber
 
     language, real = references["language"], references["real_clips"]
     if not items:
@@ -265,7 +266,7 @@ def summarize(samples: list[dict], rate: float | None) -> dict:
 
 
 def score_model(model: str, references: str | os.PathLike, manifest: str | os.PathLike | None,
-                transcribe_cfg: dict, out: str | os.PathLike, threads: int = 1) -> dict:
+                transcribe_cfg: TranscribeConfig, out: str | os.PathLike, threads: int = 1) -> dict:
     """Score one model's samples (from its manifest), or the real held-out clips when model is "real"."""
     refs = read_json(references)
     if model == "real":
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from .logs import setup_console
 
-    parser = argparse.ArgumentParser(prog="xttsflow evaluate", description=__doc__.splitlines()[0])
+    parser = cli.parser("evaluate", __doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     refs = commands.add_parser("references", help="choose reference clips from a dataset's val split")
     refs.add_argument("--dataset", default="dataset")
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     sc.add_argument("--model", choices=MODELS, required=True)
     sc.add_argument("--references", required=True)
     sc.add_argument("--manifest", help="samples/{run}/{model}.json (not for --model real)")
-    sc.add_argument("--config", help="YAML file with a transcribe: section (default: bundled:tiny.en)")
+    sc.add_argument("--config", help="YAML file whose transcribe: section sets the recogniser (default: its defaults)")
     sc.add_argument("--out", required=True)
     ev = commands.add_parser("compare", help="base vs fine-tuned: metrics.json and tables")
     ev.add_argument("--run", default="main")
@@ -386,8 +387,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "references":
         choose_references(args.dataset, args.transcripts, config.get("evaluate", config), args.out)
     elif args.command == "score":
-        cfg = config.get("transcribe") or {"backend": "faster-whisper", "model": "bundled:tiny.en"}
-        score_model(args.model, args.references, args.manifest, cfg, args.out)
+        score_model(args.model, args.references, args.manifest, TranscribeConfig(**(config.get("transcribe") or {})),
+                    args.out)
     else:
         out_dir = Path(args.out_dir)
         evaluate_run(args.run, dict(zip(MODELS, args.scores, strict=True)),
@@ -397,4 +398,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("evaluate", main))

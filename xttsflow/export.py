@@ -1,86 +1,51 @@
-"""Outputs of a run: the LoRA adapter in peft's format and the merged model as a standard XTTS folder.
+"""Re-export a finished run: the LoRA adapter and the merged model as a standard XTTS folder, from a checkpoint.
 
 The export holds model.pth with the adapters merged into the GPT weights, plus the base model's
 config.json, vocab.json, dvae.pth, mel_stats.pth and speakers_xtts.pth, so coqui-tts
-(`Xtts.load_checkpoint`) and the XTTS tools users already run load it like the original model.
+(`Xtts.load_checkpoint`) and the XTTS tools users already run load it like the original model. Training
+writes it itself (xtts_model.export_model); this module makes it again from the run's best or last checkpoint.
 
-`python -m xttsflow.export --base models/base --run checkpoints/main` re-exports a finished run.
+`xttsflow export --base models/base --run checkpoints/main` re-exports a finished run.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
-import shutil
+import math
 import sys
 from pathlib import Path
 
-from .atomic import atomic_dir, read_json, write_json
-from .errors import XttsflowError
-from .xtts_model import XTTS_FILES, save_state
-
-log = logging.getLogger(__name__)
-
-#: Files of the base model that the export carries over unchanged.
-CARRIED = tuple(name for name in XTTS_FILES if name != "model.pth")
+from . import cli, paths
+from .atomic import read_json
 
 
-def save_adapter(peft_model, out_dir: Path) -> Path:
-    """peft's save_pretrained (adapter_config.json + adapter_model.safetensors), swapped in atomically."""
-    with atomic_dir(out_dir) as tmp:
-        peft_model.save_pretrained(str(tmp))
-    return out_dir
+def export_run(base_dir: Path, run_dir: Path, out_dir: Path, which: str = "best") -> Path:
+    """Re-export a run from its checkpoints (best or last) without training."""
+    from .settings import load_settings
+    from .train import Trainer  # imported here: torch and coqui-tts take seconds, --help should not
 
-
-def xtts_state(model) -> dict:
-    """The Xtts module's weights as XTTS-v2's model.pth holds them (no inference-only aliases)."""
-    return {
-        k: v.detach().cpu().clone()
-        for k, v in model.xtts.state_dict().items()
-        if not k.startswith(("gpt.gpt_inference", "gpt.gpt.wte"))
-    }
-
-
-def export_model(model, peft_model, base_dir: Path, out_dir: Path, info: dict) -> Path:
-    """Merge the adapters (when there are any) and write a complete XTTS folder at `out_dir`, atomically."""
-    if peft_model is not None:
-        peft_model.merge_and_unload()  # folds B @ A * alpha / r into each Conv1D weight, removes the adapters
-    base_config = read_json(base_dir / "config.json")
-    with atomic_dir(out_dir) as tmp:
-        save_state(tmp / "model.pth", {"model": xtts_state(model), "config": base_config})
-        for name in CARRIED:
-            link_or_copy(base_dir / name, tmp / name)
-        write_json(tmp / "xttsflow.json", info)
-    log.info("exported the fine-tuned model to %s", out_dir)
-    return out_dir
-
-
-def link_or_copy(src: Path, dest: Path) -> None:
-    # A hard link shares the (often 200 MB) DVAE with the base folder; copy across file systems. Linux's
-    # link() links a symlink itself (the hub cache's snapshot files are symlinks): link its target.
-    try:
-        os.link(os.path.realpath(src), dest)
-    except OSError:
-        shutil.copy2(src, dest)
+    summary = read_json(run_dir / paths.SUMMARY)
+    settings = load_settings(None, env_file=None, **{**summary["settings"], "export_checkpoint": which})
+    trainer = Trainer(settings, base_dir)
+    trainer.run_dir = Path(run_dir)
+    trainer.step, trainer.epoch = summary["steps"], summary["epochs"]
+    trainer.best_val = summary["best_val_loss"] or math.inf
+    trainer.history = summary["history"]
+    trainer.finish(Path(out_dir))
+    return Path(out_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
-    from .train import export_run
 
-    parser = argparse.ArgumentParser(prog="python -m xttsflow.export", description=__doc__.splitlines()[0])
+    parser = cli.parser("export", __doc__.splitlines()[0])
     parser.add_argument("--base", required=True, type=Path, help="base model folder in XTTS layout")
     parser.add_argument("--run", required=True, type=Path, help="the run's checkpoint folder (checkpoints/<run>)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--out", type=Path, help="export folder (default: <run>/export)")
     args = parser.parse_args(argv)
     setup_console()
-    try:
-        print(export_run(args.base, args.run, args.out or args.run / "export", args.checkpoint))
-    except XttsflowError as err:
-        sys.exit(f"error: {err}")
+    print(export_run(args.base, args.run, args.out or args.run / "export", args.checkpoint))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("export", main))

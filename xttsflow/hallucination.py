@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
 
 #: Phrases Whisper is known to produce on non-speech (from subtitle credits and video outros in its
 #: training data), per language, compared after normalise(). "*" applies to every language.
@@ -45,24 +46,19 @@ KNOWN_PHRASES: dict[str, list[str]] = {
 UNSPACED = ("zh", "ja", "ko", "th")
 
 
-@dataclass
-class ScreenConfig:
-    """Thresholds of the screen; the defaults are Whisper's own fallback thresholds where it has one."""
+class ScreenConfig(BaseModel, extra="forbid", frozen=True):
+    """Config `transcribe.screen`; the defaults are Whisper's own fallback thresholds where it has one."""
 
     max_compression_ratio: float = 2.4
     min_avg_logprob: float = -1.0
-    max_no_speech_prob: float = 0.6
-    max_ngram_repeats: int = 3  # an n-gram (n <= 4) said more than this many times in a row
-    min_unique_word_share: float = 0.4
-    min_words_for_share: int = 8  # short texts repeat words naturally ("no, no, no")
-    min_chars_per_second: float = 3.0  # letters and digits only (spaces and punctuation excluded)
-    max_chars_per_second: float = 25.0
-    min_language_probability: float = 0.5  # a detected language other than the expected one, this sure
-    extra_phrases: dict[str, list[str]] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, cfg: dict | None) -> ScreenConfig:
-        return cls(**(cfg or {}))
+    max_no_speech_prob: float = Field(0.6, ge=0, le=1)
+    max_ngram_repeats: int = Field(3, ge=1)  # an n-gram (n <= 4) said more than this many times in a row
+    min_unique_word_share: float = Field(0.4, ge=0, le=1)
+    min_words_for_share: int = Field(8, ge=1)  # short texts repeat words naturally ("no, no, no")
+    min_chars_per_second: float = Field(3.0, ge=0)  # letters and digits only (spaces and punctuation excluded)
+    max_chars_per_second: float = Field(25.0, gt=0)
+    min_language_probability: float = Field(0.5, ge=0, le=1)  # another language than expected, this sure
+    extra_phrases: dict[str, list[str]] = Field(default_factory=dict)
 
 
 def normalise(text: str) -> str:

@@ -1,28 +1,24 @@
 """Stage 1, ingest: a source -> `raw/{source}.flac` (lossless FLAC) + `raw/{source}.json` (what and how).
 
-Local files are probed, re-encoded and checked for truncation here; URL sources are fetched by
-xttsflow.download (yt-dlp) and then go through the same `write_raw`.
+Local files are probed here; URL sources are fetched by xttsflow.download (yt-dlp); both are re-encoded,
+checked for truncation and recorded by xttsflow.raw.write_raw.
 `python -m xttsflow.ingest PATH_OR_URL... --out DIR` runs the stage on its own.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import re
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import soundfile as sf
-
-from .atomic import atomic_path, write_json
-from .audio import probe, transcode_flac
+from . import cli
+from .audio import probe
 from .errors import XttsflowError
 from .logs import setup_console
+from .raw import write_raw
 from .sources import Source, expand_local, local_source_id, url_source_id
 
 log = logging.getLogger(__name__)
@@ -83,68 +79,6 @@ def ingest_local(source: dict, flac: str | Path, info: str | Path) -> dict:
     return write_raw(path, media, flac, info, source, {"method": "local-file", "sha256": _sha256(path)}, where)
 
 
-def write_raw(media_path: Path, media: dict, flac: str | Path, info: str | Path, source: dict,
-              how: dict, where: str) -> dict:
-    """Re-encode `media_path` to FLAC, check that nothing was lost, write the JSON record; all or nothing."""
-    flac, info = Path(flac), Path(info)
-    try:
-        with atomic_path(flac) as tmp:
-            try:
-                transcode_flac(media_path, tmp)
-                out = _flac_facts(tmp)
-            except XttsflowError as err:
-                raise XttsflowError(f"{where}: {err} — replace the file or remove it from sources") from None
-            _check_complete(media_path, media, out, where)
-        record = {
-            "source": source["id"],
-            "kind": source["kind"],
-            "location": source["location"],
-            "speaker": source["speaker"],
-            "language": source["language"],
-            "probe": media,
-            "ingest": {**how, "flac": {k: out[k] for k in ("duration", "sample_rate", "channels", "size_bytes")}},
-        }
-        write_json(info, record)
-    except BaseException:
-        # A FLAC without its record would look complete to the next stage: remove both.
-        flac.unlink(missing_ok=True)
-        info.unlink(missing_ok=True)
-        raise
-    log.info("%s: %.1f s, %d Hz, %d ch (%s) -> %s", where, out["duration"], out["sample_rate"],
-             out["channels"], media.get("codec"), flac)
-    return record
-
-
-def _flac_facts(path: Path) -> dict:
-    """Duration, rate and channels from the FLAC header (exact sample count; no extra ffprobe run)."""
-    info = sf.info(str(path))
-    return {"duration": info.frames / info.samplerate if info.samplerate else 0.0,
-            "sample_rate": info.samplerate, "channels": info.channels, "size_bytes": path.stat().st_size}
-
-
-def _check_complete(path: Path, media: dict, out: dict, where: str) -> None:
-    """Refuse input that decodes to nothing, or to clearly less than its header declares (truncated)."""
-    decoded = out.get("duration") or 0.0
-    if decoded <= 0:
-        raise XttsflowError(f"{where}: holds no decodable audio — replace the file or remove it from sources")
-    declared = media.get("duration")
-    if declared and declared - decoded > max(0.5, 0.02 * declared) and not _duration_is_estimate(path):
-        raise XttsflowError(
-            f"{where}: looks truncated or damaged — its header declares {declared:.1f} s but only "
-            f"{decoded:.1f} s decode; download or export it again (or remove it from sources)"
-        )
-
-
-def _duration_is_estimate(path: Path) -> bool:
-    """True when FFmpeg guessed the duration from the bitrate (VBR MP3 without a header): no proof of loss."""
-    exe = shutil.which("ffprobe")
-    if not exe:
-        return False
-    proc = subprocess.run([exe, "-v", "warning", "-show_entries", "format=duration", "-of", "json", "--",
-                           str(path)], capture_output=True, text=True)
-    return "Estimating duration from bitrate" in proc.stderr
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -189,11 +123,9 @@ def ingest_any(inputs: list[str], out_dir: Path, speaker: str, language: str,
     return records, failures
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m xttsflow.ingest",
-        description="Ingest local recordings and/or URLs (yt-dlp) into DIR/<source>.flac + DIR/<source>.json.",
-    )
+def main(argv: list[str] | None = None) -> None:
+    parser = cli.parser(
+        "ingest", "Ingest local recordings and/or URLs (yt-dlp) into DIR/<source>.flac + DIR/<source>.json.")
     parser.add_argument("inputs", nargs="+", help="audio files, folders (recursive), globs or http(s) URLs")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--speaker", default="speaker", help="speaker name recorded in the JSON")
@@ -221,12 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", message)
     if failures:
         raise XttsflowError(f"{len(failures)} source(s) failed (errors above); {len(records)} ingested")
-    return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except XttsflowError as err:
-        print(f"xttsflow ingest: {err}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(cli.run("ingest", main))

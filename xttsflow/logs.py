@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import XttsflowError
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -15,8 +17,9 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def to_file(path: str | Path) -> Iterator[None]:
     """Send logging, stdout and stderr of a rule's job to its Snakemake log file.
 
-    An exception is logged with its traceback before it propagates, so the log alone explains
-    a failed job.
+    A failure is logged with its traceback, so the log alone explains a failed job. An XttsflowError
+    (a problem with the user's input, worded for them) leads its log entry with its sentence and ends
+    the job with that sentence alone on the console: the traceback is for the log, not for the user.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +32,10 @@ def to_file(path: str | Path) -> Iterator[None]:
         try:
             with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
                 yield
+        except XttsflowError as err:
+            logging.getLogger("xttsflow").error("%s", err, exc_info=err)
+            # SystemExit with a message: Python prints just that line on stderr (Snakemake's console), exit 1.
+            raise SystemExit(str(err)) from None
         except BaseException:
             logging.getLogger("xttsflow").exception("job failed")
             raise

@@ -7,10 +7,10 @@ planned segments. `python -m xttsflow.segment INPUT OUT_DIR MANIFEST` runs the s
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
+import sys
 import time
 import wave
 from dataclasses import asdict, dataclass, fields
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import TRAIN_SAMPLE_RATE
+from . import TRAIN_SAMPLE_RATE, cli
 from .atomic import atomic_dir, read_json, write_json
 from .audio import decode_stream
 from .errors import XttsflowError
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
 
     defaults = SegmentConfig()
-    p = argparse.ArgumentParser(prog="python -m xttsflow.segment", description=__doc__.splitlines()[0])
+    p = cli.parser("segment", __doc__.splitlines()[0])
     p.add_argument("input", help="recording to segment (any format FFmpeg reads)")
     p.add_argument("out_dir", help="folder for the WAV segments (replaced whole)")
     p.add_argument("manifest", help="JSON manifest to write")
@@ -447,7 +447,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except XttsflowError as err:
-        raise SystemExit(f"xttsflow segment: {err}") from None
+    sys.exit(cli.run("segment", main))

@@ -6,10 +6,10 @@ Resemblyzer's weights ship inside its wheel, so this works offline.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from . import cli
 from .atomic import atomic_path, read_json
-from .audio import read_wav
+from .audio import read_wav, resample
 from .devices import resolve_device
 from .errors import XttsflowError
 
@@ -49,10 +50,7 @@ def _load(path: Path) -> np.ndarray:
         raise XttsflowError(f"speaker: {path} is not a readable audio file ({err}) — re-run the segment stage") from err
     if not np.any(wav):
         return wav[:0]
-    if rate != ENCODER_SAMPLE_RATE:
-        import soxr  # what librosa.resample calls, without librosa's first-call overhead
-
-        wav = soxr.resample(wav, rate, ENCODER_SAMPLE_RATE).astype(np.float32)
+    wav = resample(wav, rate, ENCODER_SAMPLE_RATE)
     trimmed = preprocess_wav(wav)
     if len(trimmed) >= MIN_VOICED_S * ENCODER_SAMPLE_RATE:
         return trimmed
@@ -173,7 +171,7 @@ def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
 def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
 
-    parser = argparse.ArgumentParser(description="Embed one source's segments with Resemblyzer.")
+    parser = cli.parser("speaker", "Embed one source's segments with Resemblyzer.")
     parser.add_argument("manifest", help="segments/{source}.json")
     parser.add_argument("segments_dir", help="segments/{source}/")
     parser.add_argument("out", help="embeddings/{source}.npz")
@@ -184,4 +182,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("speaker", main))

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import cli
 from .atomic import atomic_dir, read_json, write_json
 from .errors import XttsflowError
 from .inference import Settings, get_synthesizer, write_wav_chunks
@@ -177,7 +178,7 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
 
-    parser = argparse.ArgumentParser(prog="xttsflow synthesize", description=__doc__.splitlines()[0])
+    parser = cli.parser("synthesize", __doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     say = commands.add_parser("speak", help="speak any text with a checkpoint folder and reference clip(s)")
     say.add_argument("--checkpoint", required=True, help="XTTS checkpoint folder (model.pth, config.json, vocab.json)")
@@ -218,4 +219,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("synthesize", main))

@@ -9,7 +9,6 @@ checkpoints, exact resume after any interruption, and the merged export.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import math
@@ -23,12 +22,12 @@ import numpy as np
 import torch
 import yaml
 
-from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, paths, train_data
-from .atomic import read_json, write_json
+from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, cli, paths, train_data
+from .atomic import write_json
 from .errors import XttsflowError
-from .export import export_model, save_adapter
 from .gpt_model import apply_lora, build_gpt_trainer, parameter_counts, set_full_finetune, trainable_state
 from .settings import TrainingSettings, load_settings
+from .xtts_model import export_model, save_adapter
 
 log = logging.getLogger(__name__)
 
@@ -433,19 +432,6 @@ def train(settings: TrainingSettings, base_dir: str | Path, language: str | None
     return Trainer(settings, base_dir, language).run(progress=progress)
 
 
-def export_run(base_dir: Path, run_dir: Path, out_dir: Path, which: str = "best") -> Path:
-    """Re-export a run from its checkpoints (best or last) without training."""
-    summary = read_json(run_dir / paths.SUMMARY)
-    settings = load_settings(None, env_file=None, **{**summary["settings"], "export_checkpoint": which})
-    trainer = Trainer(settings, base_dir)
-    trainer.run_dir = Path(run_dir)
-    trainer.step, trainer.epoch = summary["steps"], summary["epochs"]
-    trainer.best_val = summary["best_val_loss"] or math.inf
-    trainer.history = summary["history"]
-    trainer.finish(Path(out_dir))
-    return Path(out_dir)
-
-
 def train_job(settings: dict, base_dir: str, export_model: str, summary: str, threads: int = 1) -> dict:
     """The workflow's train job: exactly the settings the rule resolved (its params), on `threads` cores."""
     resolved = load_settings(None, env_file=None, **settings)
@@ -475,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
     from .settings import base_model_kind
 
-    parser = argparse.ArgumentParser(prog="python -m xttsflow.train", description=__doc__.splitlines()[0])
+    parser = cli.parser("train", __doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="workflow config whose train: section is the base layer")
     parser.add_argument("--base", type=Path, help="base model folder (default: from the settings' base_model)")
     parser.add_argument("--dataset", type=Path, help="dataset folder (LJSpeech layout)")
@@ -485,25 +471,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     setup_console()
-    try:
-        section = (yaml.safe_load(args.config.read_text()) or {}).get("train", {}) if args.config else {}
-        overrides = _parse_sets(args.sets)
-        if args.dataset:
-            overrides["dataset_dir"] = args.dataset
-        settings = load_settings(section, **overrides)
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        base = args.base
-        if base is None:
-            spec = settings.base_model_spec
-            base = Path(spec) if base_model_kind(spec) == "folder" else Path("models/base")
-            if base_model_kind(spec) != "folder" and not base.is_dir():
-                prepare_base_model(spec, base, settings.accept_cpml)
-        summary = train(settings, base, progress=not args.no_progress)
-    except XttsflowError as err:
-        sys.exit(f"error: {err}")
+    section = (yaml.safe_load(args.config.read_text()) or {}).get("train", {}) if args.config else {}
+    overrides = _parse_sets(args.sets)
+    if args.dataset:
+        overrides["dataset_dir"] = args.dataset
+    settings = load_settings(section, **overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = args.base
+    if base is None:
+        spec = settings.base_model_spec
+        base = Path(spec) if base_model_kind(spec) == "folder" else Path("models/base")
+        if base_model_kind(spec) != "folder" and not base.is_dir():
+            prepare_base_model(spec, base, settings.accept_cpml)
+    summary = train(settings, base, progress=not args.no_progress)
     print(f"trained {summary['steps']} steps; export: {settings.run_dir / 'export'}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("train", main))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE
-from .atomic import atomic_dir, atomic_path, write_json
+from .atomic import atomic_dir, atomic_path, link_or_copy, read_json, write_json
 from .errors import XttsflowError
 
 log = logging.getLogger(__name__)
@@ -262,6 +262,44 @@ def build_random_checkpoint(out_dir: str | Path, seed: int = 0, gpt_layers: int 
         write_json(tmp / "xttsflow.json", {"builder": "xttsflow.xtts_model.build_random_checkpoint", "seed": seed,
                                            **gpt})
     log.info("built a random XTTS checkpoint (%s) in %s", gpt, out_dir)
+    return out_dir
+
+
+#: Files of the base model that an export carries over unchanged.
+CARRIED = tuple(name for name in XTTS_FILES if name != "model.pth")
+
+
+def save_adapter(peft_model, out_dir: Path) -> Path:
+    """peft's save_pretrained (adapter_config.json + adapter_model.safetensors), swapped in atomically."""
+    with atomic_dir(out_dir) as tmp:
+        peft_model.save_pretrained(str(tmp))
+    return out_dir
+
+
+def xtts_state(model) -> dict:
+    """The Xtts module's weights as XTTS-v2's model.pth holds them (no inference-only aliases)."""
+    return {
+        k: v.detach().cpu().clone()
+        for k, v in model.xtts.state_dict().items()
+        if not k.startswith(("gpt.gpt_inference", "gpt.gpt.wte"))
+    }
+
+
+def export_model(model, peft_model, base_dir: Path, out_dir: Path, info: dict) -> Path:
+    """Merge the adapters (when there are any) and write a complete XTTS folder at `out_dir`, atomically.
+
+    The folder holds model.pth with the adapters merged into the GPT weights, the base model's other
+    files (CARRIED) and xttsflow.json (`info`), so coqui-tts and the XTTS tools load it like the original.
+    """
+    if peft_model is not None:
+        peft_model.merge_and_unload()  # folds B @ A * alpha / r into each Conv1D weight, removes the adapters
+    base_config = read_json(Path(base_dir) / "config.json")
+    with atomic_dir(out_dir) as tmp:
+        save_state(tmp / "model.pth", {"model": xtts_state(model), "config": base_config})
+        for name in CARRIED:
+            link_or_copy(Path(base_dir) / name, tmp / name)
+        write_json(tmp / "xttsflow.json", info)
+    log.info("exported the fine-tuned model to %s", out_dir)
     return out_dir
 
 
