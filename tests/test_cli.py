@@ -19,7 +19,7 @@ def run(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("stage", sorted(cli.STAGES))
 def test_every_stage_says_its_usage(stage, capsys):
-    module = importlib.import_module(f"xttsflow.{stage}")
+    module = importlib.import_module(cli.module_name(stage))
     with pytest.raises(SystemExit) as done:
         module.main(["--help"])
     out = capsys.readouterr().out

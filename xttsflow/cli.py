@@ -35,6 +35,11 @@ STAGES = {
 DEBUG_FLAG = "--debug"
 
 
+def module_name(stage: str) -> str:
+    """The module that implements `stage` (`fetch-models` -> xttsflow.fetch_models)."""
+    return f"xttsflow.{stage.replace('-', '_')}"
+
+
 def parser(stage: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:
     """The stage's argument parser: `usage: xttsflow <stage> ...` and the shared --debug flag."""
     parsed = argparse.ArgumentParser(prog=f"xttsflow {stage}", description=description, **kwargs)
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"xttsflow: unknown stage {argv[0]!r}", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    module = importlib.import_module(f"xttsflow.{argv[0].replace('-', '_')}")
+    module = importlib.import_module(module_name(argv[0]))
     return run(argv[0], module.main, argv[1:])
 
 
