@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,14 +33,11 @@ class FasterWhisper(Backend):
     @classmethod
     def fetch(cls, model: str) -> str:
         """A bundled model, a local CTranslate2 folder, or a name (large-v3) / hub repository from the hub cache."""
-        if model.startswith(BUNDLED_PREFIX) or Path(model).exists():
-            return resolve_model(model)
         from faster_whisper.utils import _MODELS
 
-        repo_id = model if "/" in model else _MODELS.get(model)
-        if repo_id is None:
-            raise XttsflowError(f"transcribe: {model!r} is not a faster-whisper model name (one of "
-                                f"{', '.join(_MODELS)}), a hub repository (org/name) or a local folder")
+        repo_id = model if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", model) else _MODELS.get(model)
+        if model.startswith(BUNDLED_PREFIX) or Path(model).exists() or repo_id is None:
+            return resolve_model(model)  # a folder that does not exist fails to load, naming it
         return str(hub_snapshot(repo_id, HUB_FILES, what=f"transcribe: faster-whisper {model}",
                                 required=("model.bin", "config.json")))
 
