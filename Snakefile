@@ -1,5 +1,5 @@
 # xttsflow: recordings -> segments -> transcripts -> LJSpeech dataset -> XTTS-v2 LoRA fine-tune -> samples.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -7,9 +7,8 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")  # fills defaults; a bad key stops the run here, naming the key
-
-
+# Checks every option against its model (xttsflow/options.py; config/schema.yaml documents them) and fills
+# in the defaults: a bad key or value stops the run there, in a few lines that name it.
 include: "rules/common.smk"
 
 

@@ -8,12 +8,12 @@ sys.path.insert(0, workflow.basedir)
 
 from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 
-from xttsflow.config import check_config
+from xttsflow.config import validate_config
 from xttsflow.errors import XttsflowError
 from xttsflow.sources import source_table
 
 try:
-    check_config(config)
+    validate_config(config)
     SOURCES = source_table(config)
 except XttsflowError as err:
     raise WorkflowError(str(err)) from None

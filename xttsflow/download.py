@@ -24,7 +24,8 @@ from yt_dlp.utils import make_archive_id, unsmuggle_url, url_basename
 from .atomic import read_json, write_json
 from .audio import probe
 from .errors import XttsflowError
-from .ingest import IngestConfig, write_raw
+from .ingest import write_raw
+from .options import IngestConfig
 from .sources import slug, url_entry_id, url_source_id
 
 log = logging.getLogger(__name__)
