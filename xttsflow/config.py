@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from functools import cache
 from pathlib import Path
+from typing import get_args
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
@@ -21,6 +22,7 @@ from .options import (
     SegmentConfig,
     SpeakerCheckConfig,
     TopLevel,
+    model_in,
     problems,
     summary,
     unknown_key,
@@ -37,9 +39,8 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
 }
-#: Sections without a model yet: checked against config/schema.yaml, and their defaults taken from it.
-SCHEMA_SECTIONS = ("transcribe",)
-#: Every section, in the order the schema documents them.
+#: Every section, in the order the schema documents them. One without a model yet (transcribe, until
+#: its TranscribeConfig joins SECTION_MODELS) is checked against config/schema.yaml, defaults and all.
 SECTIONS = ("ingest", "segment", "transcribe", "speaker_check", "dataset", "train", "evaluate")
 
 
@@ -66,25 +67,32 @@ def validate_config(config: dict) -> dict:
         raise XttsflowError(summary(found))
     # The rules read the config dict: the user's values as written (so that a rule's params, and with
     # them what re-runs, stay as they were), then every default.
-    _fill(config, defaults(TopLevel))
+    _fill(config, TopLevel)
     for name in SECTIONS:
         section = config.setdefault(name, {})
         if name in SECTION_MODELS:
-            _fill(section, defaults(SECTION_MODELS[name]))
+            _fill(section, SECTION_MODELS[name])
         else:
             _fill_from_schema(section, _schema()["properties"][name])
     return config
 
 
 def defaults(model: type[BaseModel]) -> dict:
-    """Every option of `model` that has a default, as plain data."""
+    """Every option of `model` that has a default, as plain data. (A None default on an option that
+    cannot be null, like a source's url, means the option is absent unless given: no default.)"""
     return {name: to_jsonable_python(field.get_default(call_default_factory=True))
-            for name, field in model.model_fields.items() if not field.is_required()}
+            for name, field in model.model_fields.items()
+            if not field.is_required() and (field.default is not None or type(None) in get_args(field.annotation))}
 
 
-def _fill(values: dict, with_defaults: dict) -> None:
-    for name, value in with_defaults.items():
+def _fill(values: dict, model: type[BaseModel]) -> None:
+    """`model`'s defaults into `values` where the user gave none, nested sections too."""
+    for name, value in defaults(model).items():
         values.setdefault(name, value)
+    for name, field in model.model_fields.items():
+        nested = model_in(field.annotation)
+        if nested and isinstance(values.get(name), dict):
+            _fill(values[name], nested)
 
 
 # ---------- sections without a model: config/schema.yaml ----------

@@ -293,11 +293,12 @@ def _fields_at(model: type[BaseModel] | None, loc: list) -> list[str]:
     for part in loc:
         if isinstance(part, str) and model is not None:
             field = model.model_fields.get(part)
-            model = _model_in(field.annotation) if field else None
+            model = model_in(field.annotation) if field else None
     return list(model.model_fields) if model else []
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model inside a field's type (a nested section, a list of entries), if there is one."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    return next((m for arg in get_args(annotation) if (m := _model_in(arg))), None)
+    return next((m for arg in get_args(annotation) if (m := model_in(arg))), None)
