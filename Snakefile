@@ -2,7 +2,7 @@
 import os
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -20,9 +20,8 @@ if not os.path.exists("config/config.yaml") and not workflow.overwrite_configfil
 configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")  # fills defaults; a bad key stops the run here, naming the key
-
-
+# Checks every option against its model (xttsflow/options.py; config/schema.yaml documents them) and fills
+# in the defaults: a bad key or value stops the run there, in a few lines that name it.
 include: "rules/common.smk"
 
 

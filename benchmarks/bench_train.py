@@ -96,10 +96,10 @@ def run_ours(base: str, data: str, out: str, lora: bool, steps: int, batch: int)
     from xttsflow.settings import load_settings
     from xttsflow.train import Trainer
 
-    s = load_settings(None, env_file=None, dataset_dir=data, checkpoint_dir=out, use_lora=lora, max_steps=steps,
-                      batch_size=batch, num_workers=0, learning_rate=1e-4, lr_scheduler="constant", eval_audio=False,
-                      use_tensorboard=False, save_every_n_steps=10**6, log_every_n_steps=10**6, resume=False)
-    trainer = Trainer(s, base)
+    s = load_settings(None, env_file=None, use_lora=lora, max_steps=steps, batch_size=batch, num_workers=0,
+                      learning_rate=1e-4, lr_scheduler="constant", eval_audio=False, use_tensorboard=False,
+                      save_every_n_steps=10**6, log_every_n_steps=10**6, resume=False)
+    trainer = Trainer(s, base, dataset_dir=data, run_dir=Path(out) / s.run_name)
     stamps: list[float] = []
     step = trainer.optimizer_step
 

@@ -9,7 +9,7 @@ sys.path.insert(0, workflow.basedir)
 from snakemake.exceptions import IncompleteCheckpointException, WorkflowError
 
 from xttsflow import paths
-from xttsflow.config import check_config
+from xttsflow.config import validate_config
 from xttsflow.errors import XttsflowError
 from xttsflow.runlock import stale_lock_note
 from xttsflow.sources import source_table
@@ -18,7 +18,7 @@ if "--unlock" not in sys.argv and (note := stale_lock_note()):
     print(note, file=sys.stderr)
 
 try:
-    check_config(config)
+    validate_config(config)
     SOURCES = source_table(config)
 except XttsflowError as err:
     raise WorkflowError(str(err)) from None

@@ -1,16 +1,10 @@
 # ---------- train: base model + dataset -> LoRA fine-tune of XTTS-v2's GPT -> merged export (docs/train.md) ----------
 from xttsflow.settings import base_model_kind, load_settings
 
-# The resolved settings (config train: section < .env < TRAIN_* env vars), with the workflow's own paths on
-# top; as params they make any change of a training setting re-run training, and nothing else does.
+# The resolved settings (config train: section < .env < TRAIN_* env vars, the run name on top); as params
+# they make any change of a training setting re-run training, and nothing else does.
 try:
-    TRAIN = load_settings(
-        config["train"],
-        run_name=RUN,
-        dataset_dir=paths.DATASET,
-        checkpoint_dir=paths.CHECKPOINTS,
-        log_dir=paths.TENSORBOARD_ROOT,
-    )
+    TRAIN = load_settings(config["train"], run_name=RUN)
 except XttsflowError as err:
     raise WorkflowError(str(err)) from None
 BASE_SPEC = TRAIN.base_model_spec
@@ -56,5 +50,6 @@ rule train:
         runtime=720,
     params:
         settings=TRAIN.snapshot(),
+        log_dir=f"runs/{RUN}",
     script:
         "../scripts/train.py"

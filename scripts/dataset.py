@@ -8,5 +8,5 @@ with to_file(snakemake.log[0]):
     build_dataset(
         sources_from_paths(snakemake.input.transcripts, snakemake.input.manifests, snakemake.input.embeddings),
         out_dir=Path(snakemake.output.stats).parent,
-        config=DatasetConfig.from_dict(snakemake.params.cfg),
+        config=DatasetConfig(**snakemake.params.cfg),
     )

@@ -9,5 +9,5 @@ with to_file(snakemake.log[0]):
         read_entry(snakemake.input.entries, snakemake.wildcards.source),
         flac=snakemake.output.audio,
         info=snakemake.output.info,
-        cfg=IngestConfig(**{**snakemake.config["ingest"], **snakemake.params.fetch}),
+        cfg=IngestConfig(**snakemake.config["ingest"]),
     )

@@ -1,13 +1,13 @@
 # Snakemake glue for rule references: read snakemake.*, call the package, nothing else.
 import os
 
-from xttsflow.evaluate import choose_references
+from xttsflow.evaluate import EvaluateConfig, choose_references
 from xttsflow.logs import to_file
 
 with to_file(snakemake.log[0]):
     choose_references(
         os.path.dirname(snakemake.input.val),
         transcripts=snakemake.input.transcripts,
-        cfg=snakemake.params.cfg,
+        cfg=EvaluateConfig(**snakemake.params.cfg),
         out=snakemake.output.references,
     )

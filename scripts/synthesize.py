@@ -1,12 +1,12 @@
 # Snakemake glue for rule synthesize: read snakemake.*, call the package, nothing else.
 from xttsflow.logs import to_file
-from xttsflow.synthesize import synthesize_samples
+from xttsflow.synthesize import EvaluateConfig, synthesize_samples
 
 with to_file(snakemake.log[0]):
     synthesize_samples(
         snakemake.input.model,
         references=snakemake.input.references,
-        cfg=snakemake.params.cfg,
+        cfg=EvaluateConfig(**snakemake.params.cfg),
         out_dir=snakemake.output.samples,
         manifest=snakemake.output.manifest,
         model_name=snakemake.wildcards.model,

@@ -20,7 +20,7 @@ from evalkit import eval_workdir, tiny_models  # noqa: F401  (fixtures)
 
 from xttsflow import OUTPUT_SAMPLE_RATE
 from xttsflow.audio import write_wav
-from xttsflow.evaluate import choose_references
+from xttsflow.evaluate import EvaluateConfig, choose_references
 
 TOKEN = "a-test-token-of-enough-length"
 LIMITS = ["--max-new-tokens", "6", "--max-upload-mb", "1", "--max-text-chars", "400", "--max-queue", "2",
@@ -77,7 +77,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(eval_workdir, tmp_path_factory):  # noqa: F811
     choose_references(eval_workdir / "dataset", [eval_workdir / "transcripts" / "demo-0a1b2c3d.json"],
-                      {"num_references": 1}, eval_workdir / "samples" / "main" / "references.json")
+                      EvaluateConfig(num_references=1), eval_workdir / "samples" / "main" / "references.json")
     srv = Server(eval_workdir, tmp_path_factory.mktemp("api") / "server.log", "--preload", "base", *LIMITS)
     try:
         yield srv.wait()

@@ -400,7 +400,7 @@ def test_schema_defaults_are_the_stage_defaults_and_bad_options_stop_the_run():
 
     config = {"sources": [{"path": "a.wav", "speaker": "ana"}]}
     validate(config, str(REPO / "config" / "schema.yaml"))
-    assert DatasetConfig.from_dict(config["dataset"]) == DatasetConfig()
+    assert DatasetConfig(**config["dataset"]) == DatasetConfig()
     for bad in ({"max_duration": 12}, {"min_duration": -1}, {"unsupported_chars": "ignore"}, {"val_fraction": 1},
                 {"speaker_simlarity": 0.5}):
         with pytest.raises(Exception, match="|".join(bad)):

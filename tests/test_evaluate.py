@@ -19,6 +19,7 @@ from xttsflow.evaluate import (
     score,
     speech_seconds,
 )
+from xttsflow.options import EvaluateConfig, parse
 from xttsflow.report import training_curves
 from xttsflow.sources import local_source_id
 from xttsflow.transcribe import TranscribeConfig
@@ -51,7 +52,8 @@ def dataset_root(tmp_path_factory):
 
 
 def _refs(root, out, **cfg):
-    return choose_references(root / "dataset", [root / "transcripts" / "demo-0a1b2c3d.json"], cfg, out)
+    return choose_references(root / "dataset", [root / "transcripts" / "demo-0a1b2c3d.json"],
+                             parse(EvaluateConfig, cfg), out)
 
 
 def test_references_are_confident_held_out_clips_of_the_right_length(dataset_root, tmp_path):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from train_fixtures import copy_base, settings, tiny_base
+from train_fixtures import copy_base, folders, settings, tiny_base
 
 from xttsflow import train_data
 from xttsflow.base_model import prepare_base_model
@@ -70,8 +70,7 @@ def test_merged_export_reproduces_base_plus_adapter_and_loads_in_coqui(tmp_path)
     from peft import PeftModel
     from TTS.tts.models.xtts import Xtts
 
-    s = settings(tmp_path, lora_rank=4)
-    trainer = Trainer(s, tiny_base())
+    trainer = Trainer(settings(lora_rank=4), tiny_base(), **folders(tmp_path))
     torch.manual_seed(0)
     for name, param in trainer.model.named_parameters():
         if "lora_B" in name:  # as after training: B starts at zero, which would make the test vacuous

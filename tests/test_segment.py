@@ -15,6 +15,7 @@ from conftest import REPO, planned_jobs, snakemake, tone, write_config
 
 from xttsflow.demo import DEMO_SENTENCES
 from xttsflow.errors import XttsflowError
+from xttsflow.options import parse
 from xttsflow.segment import (
     FRAMES_PER_S,
     SegmentConfig,
@@ -23,7 +24,6 @@ from xttsflow.segment import (
     measure,
     plan,
     segment_file,
-    validate_segment_config,
 )
 
 SR = 22050
@@ -281,7 +281,7 @@ def test_missing_input_is_a_clear_error(tmp_path):
 ])
 def test_config_cross_checks_name_the_keys(cfg, match):
     with pytest.raises(XttsflowError, match=match):
-        validate_segment_config(cfg)
+        parse(SegmentConfig, cfg)
 
 
 # ---------- CLI and VAD ----------

@@ -8,7 +8,7 @@ from conftest import REPO
 
 from xttsflow import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE
 from xttsflow.errors import XttsflowError
-from xttsflow.settings import LORA_TARGETS, TrainingSettings, get_train_settings, load_settings
+from xttsflow.settings import LORA_TARGETS, TrainingSettings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -20,9 +20,6 @@ def clean_env(monkeypatch, tmp_path):
         if name.upper().startswith("TRAIN_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    get_train_settings.cache_clear()
-    yield
-    get_train_settings.cache_clear()
 
 
 def test_defaults_model_both_sample_rates():
@@ -51,16 +48,6 @@ def test_env_vars_parse_lists_and_bools(monkeypatch):
     monkeypatch.setenv("TRAIN_USE_LORA", "false")
     s = load_settings({"lora_target_modules": ["attn.c_proj"]})
     assert s.lora_target_modules == ["attn.c_attn", "mlp.c_fc"] and s.use_lora is False
-
-
-def test_get_train_settings_is_cached(monkeypatch):
-    first = get_train_settings({"seed": 3})
-    assert get_train_settings({"seed": 3}) is first
-    assert get_train_settings({"seed": 4}) is not first
-    monkeypatch.setenv("TRAIN_SEED", "5")
-    assert get_train_settings({"seed": 3}).seed == 3  # cached: the environment is read once
-    get_train_settings.cache_clear()
-    assert get_train_settings({"seed": 3}).seed == 5
 
 
 @pytest.mark.parametrize(

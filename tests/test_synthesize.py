@@ -15,6 +15,7 @@ from xttsflow import OUTPUT_SAMPLE_RATE
 from xttsflow.audio import write_wav
 from xttsflow.errors import XttsflowError
 from xttsflow.inference import Settings, get_synthesizer, split_sentences, write_wav_chunks
+from xttsflow.options import EvaluateConfig
 from xttsflow.synthesize import DEFAULT_SENTENCES, evaluation_sentences, synthesize_samples
 
 FAST = Settings(seed=7, max_new_tokens=8)  # a random model never stops by itself: cap each sentence
@@ -116,17 +117,17 @@ def test_checkpoint_folder_missing_a_file_is_named(tiny_models, tmp_path):  # no
 
 
 def test_evaluation_sentences_defaults_config_and_unknown_language():
-    assert evaluation_sentences({}, "pt") == DEFAULT_SENTENCES["pt"]
-    assert evaluation_sentences({"sentences": {"en": ["One.", "Two."]}, "num_sentences": 1}, "en") == ["One."]
+    assert evaluation_sentences(EvaluateConfig(), "pt") == DEFAULT_SENTENCES["pt"]
+    assert evaluation_sentences(EvaluateConfig(sentences={"en": ["One.", "Two."]}, num_sentences=1), "en") == ["One."]
     with pytest.raises(XttsflowError, match=r"evaluate\.sentences\.tr"):
-        evaluation_sentences({}, "tr")
+        evaluation_sentences(EvaluateConfig(), "tr")
 
 
 def test_samples_record_text_seed_settings_and_reproduce(eval_workdir, tmp_path):  # noqa: F811
     refs = tmp_path / "references.json"
     ref = str(eval_workdir / "dataset" / "wavs" / "demo-0a1b2c3d_0002.wav")
     refs.write_text(json.dumps({"language": "en", "references": [{"file": ref}]}))
-    cfg = {"num_sentences": 2, "max_new_tokens": 6, "seed": 11}
+    cfg = EvaluateConfig(num_sentences=2, max_new_tokens=6, seed=11)
     runs = []
     for name in ("a", "b"):
         record = synthesize_samples(eval_workdir / "models" / "base" / "model.pth", refs, cfg, tmp_path / name,

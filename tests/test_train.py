@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO
-from train_fixtures import FAST, copy_base, long_clip_dataset, settings, tiny_base, tiny_dataset, write_stats
+from train_fixtures import FAST, copy_base, folders, long_clip_dataset, settings, tiny_base, tiny_dataset, write_stats
 
 from xttsflow import checkpoints
 from xttsflow.audio import write_wav
@@ -31,9 +31,8 @@ def train_losses(summary: dict) -> list[float]:
 
 
 def test_lora_overfits_a_handful_of_clips_and_changes_only_adapters(tmp_path):
-    s = settings(tmp_path, dataset=tiny_dataset(4, 1), max_steps=10, learning_rate=1e-2, lora_rank=16,
-                 use_tensorboard=True, save_every_n_steps=4)
-    trainer = Trainer(s, tiny_base())
+    s = settings(max_steps=10, learning_rate=1e-2, lora_rank=16, use_tensorboard=True, save_every_n_steps=4)
+    trainer = Trainer(s, tiny_base(), **folders(tmp_path, tiny_dataset(4, 1)))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     summary = trainer.run(progress=False)
 
@@ -41,26 +40,26 @@ def test_lora_overfits_a_handful_of_clips_and_changes_only_adapters(tmp_path):
     assert summary["steps"] == 10 and len(losses) == 10
     assert losses[-1] < 0.8 * losses[0], losses  # the real XTTS GPT loss (text + mel CE) falls clearly
 
-    best = checkpoints.load_state(s.run_dir / "best_model.pt")["trainable"]
+    best = checkpoints.load_state(trainer.run_dir / "best_model.pt")["trainable"]
     assert best and all(".lora_A." in name or ".lora_B." in name for name in best)
     assert sum(p.numel() for p in best.values()) == summary["parameters"]["trainable"]
     assert summary["parameters"]["trainable"] < 0.1 * summary["parameters"]["gpt_total"]
     after = trainer.model.state_dict()  # (the export merged the adapters into their layers)
     assert all(torch.equal(before[k], after[k]) for k in before if k in after)  # DVAE, HiFi-GAN, embeddings...
     base_weights = checkpoints.load_state(tiny_base() / "model.pth")["model"]
-    merged = checkpoints.load_state(s.run_dir / "export" / "model.pth")["model"]
+    merged = checkpoints.load_state(trainer.run_dir / "export" / "model.pth")["model"]
     assert merged.keys() == base_weights.keys()
     differ = {k for k in base_weights if not torch.equal(base_weights[k], merged[k])}
     adapted = re.compile(r"gpt\.gpt\.h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight")
     assert differ and all(adapted.fullmatch(k) for k in differ), differ
 
-    adapter = json.loads((s.run_dir / "lora" / "adapter_config.json").read_text())
+    adapter = json.loads((trainer.run_dir / "lora" / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 16 and adapter["fan_in_fan_out"] is True
-    assert (s.run_dir / "lora" / "adapter_model.safetensors").stat().st_size > 0
-    assert {p.name for p in (s.run_dir / "export").iterdir()} >= {
+    assert (trainer.run_dir / "lora" / "adapter_model.safetensors").stat().st_size > 0
+    assert {p.name for p in (trainer.run_dir / "export").iterdir()} >= {
         "model.pth", "config.json", "vocab.json", "dvae.pth", "mel_stats.pth", "speakers_xtts.pth"}
 
-    events = tensorboard_events(s.tensorboard_dir)
+    events = tensorboard_events(trainer.log_dir)
     assert {"train/loss", "train/loss_mel_ce", "train/loss_text_ce", "train/lr", "train/grad_norm",
             "train/samples_per_s", "val/loss"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 11))
@@ -76,17 +75,17 @@ def tensorboard_events(folder: Path):
 
 
 def test_full_finetune_trains_the_gpt_and_nothing_else(tmp_path):
-    s = settings(tmp_path, use_lora=False, max_steps=2, learning_rate=1e-4, use_tensorboard=True, eval_audio=True,
+    s = settings(use_lora=False, max_steps=2, learning_rate=1e-4, use_tensorboard=True, eval_audio=True,
                  eval_audio_seconds=0.3, eval_sentences=["One.", "Two."])
-    trainer = Trainer(s, tiny_base())
+    trainer = Trainer(s, tiny_base(), **folders(tmp_path))
     assert trainer.counts["trainable"] == trainer.counts["gpt_total"]
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.run(progress=False)
     after = trainer.model.state_dict()
     changed = {k.split(".")[1] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"gpt"}, changed
-    assert not (s.run_dir / "lora").exists()
-    audio = tensorboard_events(s.tensorboard_dir).Audio("eval/sample_1")  # a synthesized sample per validation
+    assert not (trainer.run_dir / "lora").exists()
+    audio = tensorboard_events(trainer.log_dir).Audio("eval/sample_1")  # a synthesized sample per validation
     assert [a.step for a in audio] == [2] and audio[0].sample_rate == 24000 and audio[0].length_frames > 0
 
 
@@ -94,7 +93,7 @@ RESUMED = {"max_steps": 10, "save_every_n_steps": 2, "learning_rate": 1e-3, "lor
 
 
 def _train_cli(tmp: Path) -> list[str]:
-    sets = {**FAST, **RESUMED, "checkpoint_dir": str(tmp / "checkpoints"), "log_dir": str(tmp / "runs")}
+    sets = {**FAST, **RESUMED}  # (run from `tmp`: checkpoints/ and runs/ go there)
     return [sys.executable, "-m", "xttsflow.train", "--base", str(tiny_base()), "--dataset", str(tiny_dataset(8, 1)),
             "--threads", "1", "--no-progress", *[f"--set={k}={v}" for k, v in sets.items()]]
 
@@ -127,8 +126,8 @@ def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
 
     torch.set_num_threads(1)  # the same arithmetic as the subprocesses
     try:
-        reference = settings(tmp_path / "uninterrupted", dataset=tiny_dataset(8, 1), **RESUMED)
-        Trainer(reference, tiny_base()).run(progress=False)
+        reference = Trainer(settings(**RESUMED), tiny_base(), **folders(tmp_path / "uninterrupted", tiny_dataset(8, 1)))
+        reference.run(progress=False)
     finally:
         torch.set_num_threads(os.cpu_count() or 1)
     interrupted = checkpoints.load_state(run_dir / "checkpoint_00000010.pt")
@@ -154,14 +153,14 @@ def test_resume_keeps_the_tensorboard_points_of_the_resume_step(tmp_path):
 
 
 def test_a_changed_setting_starts_over_instead_of_resuming(tmp_path):
-    Trainer(settings(tmp_path, max_steps=2), tiny_base()).run(progress=False)
-    other = Trainer(settings(tmp_path, max_steps=2, lora_rank=4, grad_accum_steps=2), tiny_base())
+    Trainer(settings(max_steps=2), tiny_base(), **folders(tmp_path)).run(progress=False)
+    other = Trainer(settings(max_steps=2, lora_rank=4, grad_accum_steps=2), tiny_base(), **folders(tmp_path))
     other.resume_or_start()
     assert other.step == 0 and not checkpoints.periodic(other.run_dir)  # rank-8 checkpoints are gone
     summary = other.run(progress=False)
     assert summary["epochs"] == 2  # 4 clips, batches of 2, 2 batches per optimizer step: one step per epoch
     # more steps under the same settings continue the run: its checkpoints match the longer run's fingerprint
-    longer = settings(tmp_path, max_steps=4, lora_rank=4, grad_accum_steps=2).fingerprint()
+    longer = settings(max_steps=4, lora_rank=4, grad_accum_steps=2).fingerprint()
     fingerprint = checkpoints.fingerprint_json({**longer, "base": base_fingerprint(tiny_base()), "language": None})
     assert fingerprint == other.fingerprint
     assert checkpoints.latest(other.run_dir, fingerprint)["step"] == 2
@@ -202,7 +201,7 @@ def test_bad_input_fails_with_a_clear_error(tmp_path, case, message):
             (base / "model.pth").unlink()
             (base / "model.pth").write_bytes(b"not a checkpoint\n" * 100)
     with pytest.raises(XttsflowError, match=message):
-        Trainer(settings(tmp_path, dataset=dataset, language=None), base)
+        Trainer(settings(language=None), base, **folders(tmp_path, dataset))
 
 
 @pytest.mark.slow

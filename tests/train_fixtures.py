@@ -76,8 +76,12 @@ def long_clip_dataset(folder: Path, seconds: float = 12.5) -> Path:
     return folder
 
 
-def settings(tmp: Path, dataset: Path | None = None, **overrides):
-    """TrainingSettings for a test run under `tmp` (checkpoints/, runs/)."""
-    values = {**FAST, "dataset_dir": dataset or tiny_dataset(), "checkpoint_dir": tmp / "checkpoints",
-              "log_dir": tmp / "runs", **overrides}
-    return load_settings(None, env_file=None, **values)
+def settings(**overrides):
+    """TrainingSettings for a test run: FAST with `overrides`."""
+    return load_settings(None, env_file=None, **{**FAST, **overrides})
+
+
+def folders(tmp: Path, dataset: Path | None = None) -> dict:
+    """Where a test run under `tmp` reads its dataset and writes checkpoints/main and runs/main."""
+    return {"dataset_dir": dataset or tiny_dataset(), "run_dir": tmp / "checkpoints" / "main",
+            "log_dir": tmp / "runs" / "main"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import hashlib
 import io
 import logging
@@ -26,6 +25,7 @@ import soundfile as sf
 from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES, cli, paths
 from .atomic import atomic_dir, link_or_copy, read_json, write_json, write_text
 from .errors import XttsflowError
+from .options import DatasetConfig, parse
 from .textnorm import XttsText, clean, normalize, same_language, xtts_language
 
 log = logging.getLogger(__name__)
@@ -38,51 +38,6 @@ OWN_FILTER_FLAGS = ("avg_logprob", "no_speech_prob", "language")
 LJSPEECH_FILES = {"all": paths.METADATA, "train": paths.METADATA_TRAIN, "val": paths.METADATA_VAL}
 COQUI_FILES = {"train": paths.COQUI_TRAIN, "val": paths.COQUI_VAL}
 COQUI_HEADER = ["audio_file", "text", "speaker_name", "emotion_name"]
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """The `dataset:` section of the config (config/schema.yaml documents each field)."""
-
-    min_duration: float = 3.0
-    max_duration: float = 11.6
-    max_text_tokens: int = 200
-    vocab: str | None = None
-    min_avg_logprob: float | None = -1.0
-    max_no_speech_prob: float | None = 0.6
-    reject_flagged: bool = True
-    ignore_flags: tuple[str, ...] = ()
-    speaker_similarity: float | None = 0.75
-    min_speech_ratio: float | None = 0.4
-    language_mismatch: str = "reject"
-    unsupported_chars: str = "reject"
-    val_fraction: float = 0.1
-    min_val_clips: int = 1
-
-    @classmethod
-    def from_dict(cls, cfg: dict | None) -> DatasetConfig:
-        cfg = dict(cfg or {})
-        unknown = set(cfg) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise XttsflowError(f"dataset: unknown option(s) {sorted(unknown)} — see config/schema.yaml")
-        if "ignore_flags" in cfg:
-            cfg["ignore_flags"] = tuple(cfg["ignore_flags"] or ())
-        return cls(**cfg)
-
-    def check(self) -> None:
-        xtts_limit = XTTS_MAX_WAV_SAMPLES / TRAIN_SAMPLE_RATE
-        if not 0 < self.min_duration < self.max_duration:
-            raise XttsflowError(f"dataset: need 0 < min_duration ({self.min_duration}) < max_duration "
-                                f"({self.max_duration}) — fix the dataset section of the config")
-        if self.max_duration > xtts_limit:
-            raise XttsflowError(f"dataset: max_duration {self.max_duration} s is above XTTS's limit of "
-                                f"{xtts_limit:.2f} s; its trainer would drop those clips silently — lower it")
-        if self.language_mismatch not in ("reject", "keep"):
-            raise XttsflowError(f"dataset: language_mismatch must be reject or keep, not {self.language_mismatch!r}")
-        if self.unsupported_chars not in ("reject", "strip"):
-            raise XttsflowError(f"dataset: unsupported_chars must be reject or strip, not {self.unsupported_chars!r}")
-        if not 0 <= self.val_fraction < 1:
-            raise XttsflowError(f"dataset: val_fraction must be in [0, 1), not {self.val_fraction}")
 
 
 @dataclass(frozen=True)
@@ -359,7 +314,6 @@ def _empty_dataset_error(clips: list[Clip], sources: dict) -> XttsflowError:
 
 def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: DatasetConfig) -> dict:
     """Filter, normalise and split every source's clips into `out_dir` (replaced whole); return stats."""
-    config.check()
     out_dir = Path(out_dir)
     xtts = XttsText(config.vocab)
     clips: list[Clip] = []
@@ -432,7 +386,7 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
                                                / max(sum(c.duration for c in kept), 1e-9), 2)},
             "wavs": dict(links),
             "datasets": _datasets(kept, lang_files),
-            "config": dataclasses.asdict(config),
+            "config": config.model_dump(),
         }
         write_json(tmp / paths.STATS, stats)
     log.info("dataset: %d clips (%.1f min; train %d, val %d), %d rejected %s -> %s", len(kept),
@@ -469,16 +423,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="dataset folder to (re)write (default: ROOT/dataset)")
     parser.add_argument("--source", action="append", help="only these source ids (repeatable; default: all)")
     defaults = DatasetConfig()
-    for f in dataclasses.fields(DatasetConfig):
-        value = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "ignore_flags":
+    for name in DatasetConfig.model_fields:
+        value = getattr(defaults, name)
+        flag = "--" + name.replace("_", "-")
+        if name == "ignore_flags":
             parser.add_argument(flag, nargs="*", default=[], help="flag names not to reject for")
-        elif f.name == "reject_flagged":
+        elif name == "reject_flagged":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
             kind = {int: int, float: float}.get(type(value), str)
-            if f.name in ("min_avg_logprob", "max_no_speech_prob", "speaker_similarity", "min_speech_ratio"):
+            if name in ("min_avg_logprob", "max_no_speech_prob", "speaker_similarity", "min_speech_ratio"):
                 kind = _optional(float)
             parser.add_argument(flag, type=kind, default=value, help=f"default: {value}")
     args = parser.parse_args(argv)
@@ -489,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         transcripts = [t for t in transcripts if t.stem in set(args.source)]
     if not transcripts:
         raise XttsflowError(f"dataset: no transcripts found in {root / 'transcripts'} — run the transcribe stage first")
-    config = DatasetConfig.from_dict({f.name: getattr(args, f.name) for f in dataclasses.fields(DatasetConfig)})
+    config = parse(DatasetConfig, {name: getattr(args, name) for name in DatasetConfig.model_fields})
     sources = sources_from_paths(transcripts, sorted((root / "segments").glob("*.json")),
                                  sorted((root / "embeddings").glob("*.npz")))
     stats = build_dataset(sources, args.out or root / "dataset", config)

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import yt_dlp
@@ -27,11 +27,9 @@ from .atomic import read_json, write_json
 from .audio import probe
 from .errors import XttsflowError
 from .jsruntime import require_youtube_support, runtime_option
+from .options import IngestConfig
 from .raw import write_raw
 from .sources import slug, url_entry_id, url_source_id
-
-if TYPE_CHECKING:  # annotations only: xttsflow.ingest calls this module, so it cannot be imported back
-    from .ingest import IngestConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

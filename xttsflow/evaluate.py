@@ -22,14 +22,15 @@ from .asr.config import TranscribeConfig
 from .atomic import read_json, write_json
 from .audio import read_wav
 from .errors import XttsflowError
+from .options import EvaluateConfig, parse
 from .text_metrics import error_counts
 
 log = logging.getLogger(__name__)
 
 #: The models a run compares; "real" scores the speaker's own held-out clips the same way (the ceiling).
 MODELS = ("base", "finetuned", "real")
-REFERENCE_DEFAULTS = {"num_references": 2, "reference_min_duration": 6.0, "reference_max_duration": 10.0,
-                      "reference_min_confidence": 0.5}
+#: The evaluate: options that choose the references, recorded with them.
+REFERENCE_CRITERIA = ("num_references", "reference_min_duration", "reference_max_duration", "reference_min_confidence")
 
 
 # ---------- reference clips ----------
@@ -78,13 +79,13 @@ def _clip(dataset_dir: Path, row: dict, info: dict) -> dict | None:
             "language": info.get("source_language")}
 
 
-def _rank(clips: list[dict], cfg: dict) -> tuple[list[dict], bool]:
-    """Best references first; `relaxed` is True when too few clips met every criterion."""
-    low, high = cfg["reference_min_duration"], cfg["reference_max_duration"]
+def _rank(clips: list[dict], cfg: EvaluateConfig, count: int) -> tuple[list[dict], bool]:
+    """Best references first; `relaxed` is True when fewer than `count` clips met every criterion."""
+    low, high = cfg.reference_min_duration, cfg.reference_max_duration
 
     def good(c):
         return (low <= c["duration"] <= high and not c["flags"]
-                and (c["confidence"] or 0.0) >= cfg["reference_min_confidence"])
+                and (c["confidence"] or 0.0) >= cfg.reference_min_confidence)
 
     def outside(c):
         return max(low - c["duration"], c["duration"] - high, 0.0)
@@ -92,15 +93,12 @@ def _rank(clips: list[dict], cfg: dict) -> tuple[list[dict], bool]:
     strict = sorted((c for c in clips if good(c)), key=lambda c: (-(c["confidence"] or 0.0), c["id"]))
     rest = sorted((c for c in clips if not good(c)),
                   key=lambda c: (bool(c["flags"]), round(outside(c), 1), -(c["confidence"] or 0.0), c["id"]))
-    return strict + rest, len(strict) < cfg["num_references"]
+    return strict + rest, len(strict) < count
 
 
-def choose_references(dataset_dir: str | os.PathLike, transcripts: list, cfg: dict, out: str | os.PathLike) -> dict:
+def choose_references(dataset_dir: str | os.PathLike, transcripts: list, cfg: EvaluateConfig,
+                      out: str | os.PathLike) -> dict:
     """Pick reference clips for conditioning and the held-out clips to compare against; write references.json."""
-    cfg = {**REFERENCE_DEFAULTS, **{k: v for k, v in cfg.items() if v is not None}}
-    if not cfg["reference_min_duration"] < cfg["reference_max_duration"]:
-        raise XttsflowError(f"config: evaluate.reference_min_duration ({cfg['reference_min_duration']}) must be "
-                            f"smaller than evaluate.reference_max_duration ({cfg['reference_max_duration']})")
     dataset_dir = Path(dataset_dir)
     index = _transcript_index(transcripts)
     warnings = []
@@ -112,29 +110,29 @@ def choose_references(dataset_dir: str | os.PathLike, transcripts: list, cfg: di
         warnings.append("the dataset has no held-out (val) clips: references and comparison clips come from the "
                         "training set, so speaker similarity is optimistic")
     clips = [c for row in rows if (c := _clip(dataset_dir, row, index.get(row["id"], {})))]
-    if cfg.get("speaker"):
-        clips = [c for c in clips if c["speaker"] == cfg["speaker"]]
+    if cfg.speaker:
+        clips = [c for c in clips if c["speaker"] == cfg.speaker]
     if not clips:
-        who = f" of speaker {cfg['speaker']!r}" if cfg.get("speaker") else ""
+        who = f" of speaker {cfg.speaker!r}" if cfg.speaker else ""
         raise XttsflowError(f"evaluate: the dataset in {dataset_dir} has no clips{who} to take references from "
                             "— check evaluate.speaker and the dataset stage's stats.json")
-    language = cfg.get("language") or collections.Counter(c["language"] for c in clips).most_common(1)[0][0]
+    language = cfg.language or collections.Counter(c["language"] for c in clips).most_common(1)[0][0]
     if not language:
         raise XttsflowError("evaluate: the transcripts name no language — set evaluate.language (e.g. en)")
     by_id = {c["id"]: c for c in clips}
-    if cfg.get("references"):
-        chosen, relaxed = [_override(item, by_id, dataset_dir) for item in cfg["references"]], False
+    if cfg.references:
+        chosen, relaxed = [_override(item, by_id, dataset_dir) for item in cfg.references], False
     else:
-        count = cfg["num_references"]
+        count = cfg.num_references
         if 1 < len(clips) <= count:  # keep at least one held-out clip to compare the samples with
             count = len(clips) - 1
             warnings.append(f"only {len(clips)} held-out clips: {count} are references, one is kept to compare with")
-        ranked, relaxed = _rank(clips, {**cfg, "num_references": count})
+        ranked, relaxed = _rank(clips, cfg, count)
         chosen = ranked[:count]
         if relaxed:
-            warnings.append(f"fewer than {count} held-out clips are {cfg['reference_min_duration']}-"
-                            f"{cfg['reference_max_duration']} s long with confidence >= "
-                            f"{cfg['reference_min_confidence']} and no flags: took the closest ones")
+            warnings.append(f"fewer than {count} held-out clips are {cfg.reference_min_duration}-"
+                            f"{cfg.reference_max_duration} s long with confidence >= "
+                            f"{cfg.reference_min_confidence} and no flags: took the closest ones")
     chosen_ids = {c["id"] for c in chosen}
     real = [c for c in clips if c["id"] not in chosen_ids]
     if not real:
@@ -144,10 +142,10 @@ def choose_references(dataset_dir: str | os.PathLike, transcripts: list, cfg: di
         log.warning("references: %s", text)
     record = {
         "language": language,
-        "speaker": cfg.get("speaker") or collections.Counter(c["speaker"] for c in clips).most_common(1)[0][0],
+        "speaker": cfg.speaker or collections.Counter(c["speaker"] for c in clips).most_common(1)[0][0],
         "held_out": held_out,
         "relaxed": relaxed,
-        "criteria": {k: cfg[k] for k in REFERENCE_DEFAULTS},
+        "criteria": {k: getattr(cfg, k) for k in REFERENCE_CRITERIA},
         "references": chosen,
         "real_clips": real,
         "speaker_rate": speaking_rate(real, language),
@@ -385,7 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_console()
     config = yaml.safe_load(Path(args.config).read_text()) if getattr(args, "config", None) else {}
     if args.command == "references":
-        choose_references(args.dataset, args.transcripts, config.get("evaluate", config), args.out)
+        cfg = parse(EvaluateConfig, config.get("evaluate", config))
+        choose_references(args.dataset, args.transcripts, cfg, args.out)
     elif args.command == "score":
         score_model(args.model, args.references, args.manifest, TranscribeConfig(**(config.get("transcribe") or {})),
                     args.out)

@@ -20,13 +20,15 @@ from .atomic import read_json
 
 def export_run(base_dir: Path, run_dir: Path, out_dir: Path, which: str = "best") -> Path:
     """Re-export a run from its checkpoints (best or last) without training."""
-    from .settings import load_settings
+    from .settings import TrainingSettings, load_settings
     from .train import Trainer  # imported here: torch and coqui-tts take seconds, --help should not
 
-    summary = read_json(run_dir / paths.SUMMARY)
-    settings = load_settings(None, env_file=None, **{**summary["settings"], "export_checkpoint": which})
-    trainer = Trainer(settings, base_dir)
-    trainer.run_dir = Path(run_dir)
+    summary = read_json(Path(run_dir) / paths.SUMMARY)
+    # (summaries written before the folders stopped being settings list them among the settings)
+    settings = {k: v for k, v in summary["settings"].items() if k in TrainingSettings.model_fields}
+    settings = load_settings(None, env_file=None, **{**settings, "export_checkpoint": which})
+    dataset = summary.get("dataset") or summary["settings"].get("dataset_dir", paths.DATASET)
+    trainer = Trainer(settings, base_dir, dataset_dir=dataset, run_dir=run_dir)
     trainer.step, trainer.epoch = summary["steps"], summary["epochs"]
     trainer.best_val = summary["best_val_loss"] or math.inf
     trainer.history = summary["history"]

@@ -20,18 +20,14 @@ log = logging.getLogger(__name__)
 
 
 def read_config(path: Path) -> dict:
-    """The workflow config with the schema's defaults filled in, as the Snakefile sees it."""
-    from snakemake.utils import validate
+    """The workflow config with every default filled in, as the rules see it."""
+    from .config import validate_config
 
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except OSError as err:
         raise XttsflowError(f"fetch-models: cannot read the config {path} ({err.strerror})") from None
-    try:
-        validate(config, str(Path(__file__).resolve().parents[1] / "config" / "schema.yaml"))
-    except Exception as err:  # noqa: BLE001 (snakemake's WorkflowError carries the whole schema: keep line 1)
-        raise XttsflowError(f"fetch-models: {path}: {str(err).splitlines()[0]}") from None
-    return config
+    return validate_config(config)
 
 
 def fetch_models(config: dict, workdir: Path) -> dict[str, str]:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from .options import Options
 
 #: Phrases Whisper is known to produce on non-speech (from subtitle credits and video outros in its
 #: training data), per language, compared after normalise(). "*" applies to every language.
@@ -46,8 +49,10 @@ KNOWN_PHRASES: dict[str, list[str]] = {
 UNSPACED = ("zh", "ja", "ko", "th")
 
 
-class ScreenConfig(BaseModel, extra="forbid", frozen=True):
+class ScreenConfig(Options):
     """Config `transcribe.screen`; the defaults are Whisper's own fallback thresholds where it has one."""
+
+    section: ClassVar[str] = "transcribe.screen"
 
     max_compression_ratio: float = 2.4
     min_avg_logprob: float = -1.0

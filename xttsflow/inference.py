@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from pydantic import ValidationError
 
 from . import TRAIN_SAMPLE_RATE
 from .atomic import atomic_path
 from .audio import decode
 from .devices import resolve_device
 from .errors import XttsflowError
+from .options import SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,49 +41,44 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…;])\s+|(?<=[。！？；])")
 _GENERATION_LOCK = threading.Lock()
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Sampling settings; None means "what the checkpoint's config.json says" (coqui's own defaults)."""
+class Settings(SamplingSettings):
+    """Sampling settings as the synthesizer takes them; a value out of range is an XttsflowError naming it."""
 
-    seed: int = 1234
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float | None = None
-    length_penalty: float | None = None
-    speed: float = 1.0
-    #: Cap on audio codes per sentence (1 code = 1024 samples at 22050 Hz, ~46 ms); None: the model's limit.
-    max_new_tokens: int | None = None
-
-    def __post_init__(self):
-        checks = [
-            ("seed", self.seed is not None and 0 <= self.seed < 2**32, "an integer in [0, 2^32)"),
-            ("temperature", self.temperature is None or 0.01 <= self.temperature <= 5, "in [0.01, 5]"),
-            ("top_k", self.top_k is None or self.top_k >= 1, "at least 1"),
-            ("top_p", self.top_p is None or 0 < self.top_p <= 1, "in (0, 1]"),
-            ("repetition_penalty", self.repetition_penalty is None or self.repetition_penalty > 0, "above 0"),
-            ("length_penalty", self.length_penalty is None or abs(self.length_penalty) <= 10, "in [-10, 10]"),
-            ("speed", 0.25 <= self.speed <= 4, "in [0.25, 4]"),
-            ("max_new_tokens", self.max_new_tokens is None or self.max_new_tokens >= 2, "at least 2"),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise XttsflowError(
-                    f"synthesis setting {name}={getattr(self, name)!r} is out of range — use a value {allowed}")
+    def __init__(self, **values):
+        try:
+            super().__init__(**values)
+        except ValidationError as err:
+            item = err.errors()[0]
+            name = str(item["loc"][0]) if item["loc"] else "settings"
+            field = type(self).model_fields.get(name)
+            allowed = _allowed(field.metadata) if field else item["msg"]
+            raise XttsflowError(f"synthesis setting {name}={item.get('input')!r} is out of range — use a value "
+                                f"{allowed}") from None
 
     @classmethod
     def from_config(cls, cfg: dict) -> Settings:
         """The settings named in a config section (other keys are ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in cfg.items() if k in names and v is not None})
+        return cls(**{k: v for k, v in cfg.items() if k in cls.model_fields and v is not None})
 
     def resolved(self, model_config) -> dict:
         """Every setting with the checkpoint's defaults filled in: what was really used, for the record."""
-        values = dataclasses.asdict(self)
+        values = self.model_dump()
         for name in ("temperature", "top_k", "top_p", "repetition_penalty", "length_penalty"):
             if values[name] is None:
                 values[name] = getattr(model_config, name)
         return values
+
+
+def _allowed(metadata: list) -> str:
+    """A field's bounds in words: "in [0.01, 5]", "at least 1", ..."""
+    bounds = {k: getattr(m, k) for m in metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+    low = f"[{bounds['ge']}" if "ge" in bounds else f"({bounds['gt']}" if "gt" in bounds else None
+    high = f"{bounds['le']}]" if "le" in bounds else f"{bounds['lt']})" if "lt" in bounds else None
+    if low and high:
+        return f"in {low}, {high}"
+    if low:
+        return ("at least " if low[0] == "[" else "above ") + low[1:]
+    return ("at most " if high and high[-1] == "]" else "below ") + (high or "")[:-1]
 
 
 @dataclasses.dataclass

@@ -11,46 +11,21 @@ import hashlib
 import logging
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import cli
 from .audio import probe
 from .errors import XttsflowError
 from .logs import setup_console
+from .options import AUDIO_QUALITIES, IngestConfig, parse
 from .raw import write_raw
 from .sources import Source, expand_local, local_source_id, url_source_id
 
 log = logging.getLogger(__name__)
 
-AUDIO_QUALITIES = ("best", "128k", "64k")
 #: What Snakemake would expand in an input path, with no escape for either: `{wildcards}`, and since
 #: Snakemake 9 `<pathvars>` (`x<h>y.wav` stops the whole DAG with "Undefined pathvar 'h'").
 EXPANDED = re.compile(r"\{[^{}]*\}|<[a-z][a-z0-9_]*>")
-
-
-@dataclass(frozen=True)
-class IngestConfig:
-    """The `ingest:` section of the config (config/schema.yaml documents each option)."""
-
-    audio_quality: str = "best"
-    max_duration: float = 7200.0
-    retries: int = 3
-    backoff_s: float = 2.0
-    socket_timeout: float = 30.0
-    archive: str = "raw/download-archive.txt"
-    download_dir: str = "raw/downloads"
-    js_runtime: str = "auto"
-    cookies_file: str | None = None
-
-    def __post_init__(self):
-        # The schema checks the workflow's config; this guards the CLI and direct callers.
-        if self.audio_quality not in AUDIO_QUALITIES:
-            raise XttsflowError(f"ingest.audio_quality must be one of {AUDIO_QUALITIES}, not {self.audio_quality!r}")
-        if not self.max_duration > 0:
-            raise XttsflowError(f"ingest.max_duration must be > 0 seconds, not {self.max_duration}")
-        if self.retries < 0 or self.backoff_s < 0 or not self.socket_timeout > 0:
-            raise XttsflowError("ingest.retries and ingest.backoff_s must be >= 0 and socket_timeout > 0")
 
 
 def present(path: str) -> list[str]:
@@ -141,11 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_console(args.verbose)
-    cfg = IngestConfig(
+    cfg = parse(IngestConfig, dict(
         audio_quality=args.audio_quality, max_duration=args.max_duration, retries=args.retries,
         backoff_s=args.backoff, archive=args.archive or str(args.out / "download-archive.txt"),
         download_dir=args.download_dir or str(args.out / "downloads"),
-    )
+    ))
     records, failures = ingest_any(args.inputs, args.out, args.speaker, args.language, cfg)
     for record in records:
         print(f"{record['source']}\t{record['ingest']['flac']['duration']:.1f} s\t{record['location']}")

@@ -13,15 +13,16 @@ import os
 import sys
 import time
 import wave
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import TRAIN_SAMPLE_RATE, cli
+from . import cli
 from .atomic import atomic_dir, read_json, write_json
 from .audio import decode_stream
 from .errors import XttsflowError
+from .options import SegmentConfig, parse
 
 log = logging.getLogger(__name__)
 
@@ -31,67 +32,6 @@ SMOOTH_FRAMES = 5  # a forced cut looks for the quietest 50 ms, not the quietest
 TAIL_FRAMES = 20  # how far into a pause (200 ms) the faint end of speech is looked for
 TAIL_MARGIN_DB = 10.0  # ... and how far above the pause's noise floor it must be
 DB_FLOOR = -120.0  # dBFS reported for digital silence (JSON has no -inf)
-
-
-@dataclass(frozen=True)
-class SegmentConfig:
-    """The `segment:` options of config/schema.yaml (which documents each one)."""
-
-    method: str = "silence"
-    min_duration: float = 5.0
-    max_duration: float = 15.0
-    silence_thresh_dbfs: float = -40.0
-    min_silence_ms: int = 500
-    keep_silence_ms: int = 250
-    max_inner_pause_ms: int = 2000
-    fade_ms: int = 10
-    target_dbfs: float = -20.0
-    peak_limit_dbfs: float = -1.0
-    vad_threshold: float = 0.5
-    sample_rate: int = TRAIN_SAMPLE_RATE
-
-
-def validate_segment_config(cfg: dict) -> SegmentConfig:
-    """The `segment:` section as a SegmentConfig; XttsflowError naming the keys when options clash."""
-    known = {f.name: f for f in fields(SegmentConfig)}
-    unknown = sorted(set(cfg) - set(known))
-    if unknown:
-        raise XttsflowError(f"config: segment.{unknown[0]} is not an option (allowed: {', '.join(known)})")
-    values = {}
-    for name, value in cfg.items():
-        kind = {"int": int, "float": float}.get(str(known[name].type), str)
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if kind is str and not isinstance(value, str) or kind is not str and not number:
-            wanted = "text" if kind is str else "a number"
-            raise XttsflowError(f"config: segment.{name} must be {wanted} (got {value!r})")
-        if kind is int and value != int(value):
-            raise XttsflowError(f"config: segment.{name} must be a whole number (got {value!r})")
-        values[name] = kind(value)
-    c = SegmentConfig(**values)
-
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            raise XttsflowError(f"config: {message}")
-
-    need(c.method in ("silence", "vad"), f"segment.method must be 'silence' or 'vad' (got {c.method!r})")
-    need(c.min_duration > 0, f"segment.min_duration must be positive (got {c.min_duration})")
-    need(c.min_duration < c.max_duration,
-         f"segment.min_duration ({c.min_duration}) must be smaller than segment.max_duration ({c.max_duration})")
-    need(c.silence_thresh_dbfs < 0, f"segment.silence_thresh_dbfs must be below 0 dBFS (got {c.silence_thresh_dbfs})")
-    need(c.min_silence_ms >= 1000 // FRAMES_PER_S,
-         f"segment.min_silence_ms must be at least one 10 ms frame (got {c.min_silence_ms})")
-    need(c.min_silence_ms <= c.max_inner_pause_ms,
-         f"segment.max_inner_pause_ms ({c.max_inner_pause_ms}) must not be below segment.min_silence_ms "
-         f"({c.min_silence_ms}): a pause that always ends a segment must first count as a pause")
-    need(c.keep_silence_ms >= 0, f"segment.keep_silence_ms must not be negative (got {c.keep_silence_ms})")
-    need(0 <= 2 * c.fade_ms <= 1000 * c.min_duration,
-         f"segment.fade_ms ({c.fade_ms}) must be between 0 and half of segment.min_duration ({c.min_duration} s)")
-    need(c.target_dbfs < c.peak_limit_dbfs <= 0,
-         f"segment.target_dbfs ({c.target_dbfs}) must be below segment.peak_limit_dbfs ({c.peak_limit_dbfs}), "
-         "which must be at most 0: a signal's RMS never exceeds its peak")
-    need(0 < c.vad_threshold < 1, f"segment.vad_threshold must be between 0 and 1 (got {c.vad_threshold})")
-    need(c.sample_rate >= 8000, f"segment.sample_rate must be at least 8000 Hz (got {c.sample_rate})")
-    return c
 
 
 # ---------- pass 1: frame powers ----------
@@ -300,7 +240,7 @@ def finish(samples: np.ndarray, speech_power: float, cfg: SegmentConfig) -> tupl
 
 
 def segment_file(audio: str | os.PathLike, out_dir: str | os.PathLike, manifest: str | os.PathLike,
-                 config: SegmentConfig | dict | None = None, info: str | os.PathLike | None = None,
+                 config: SegmentConfig | None = None, info: str | os.PathLike | None = None,
                  source: str | None = None, speaker: str | None = None, language: str | None = None) -> dict:
     """Segment one recording into `out_dir` (written whole, atomically) and write its manifest; return it.
 
@@ -309,7 +249,7 @@ def segment_file(audio: str | os.PathLike, out_dir: str | os.PathLike, manifest:
     """
     t0 = time.perf_counter()
     audio = Path(audio)
-    cfg = config if isinstance(config, SegmentConfig) else validate_segment_config(config or {})
+    cfg = config or SegmentConfig()
     info_path = Path(info) if info else audio.with_suffix(".json")
     if info and not info_path.is_file():
         raise XttsflowError(f"segment: {info_path} (the ingest record of {audio}) does not exist — re-run ingest")
@@ -338,7 +278,7 @@ def segment_file(audio: str | os.PathLike, out_dir: str | os.PathLike, manifest:
         "language": language or meta.get("language"),
         "sample_rate": sr,
         "input": {"path": str(audio), "samples": n_samples, "probe": meta.get("probe")},
-        "config": asdict(cfg),
+        "config": cfg.model_dump(),
         "segments": records,
         "dropped": [{**_times(d, sr), "reason": f"shorter than min_duration ({cfg.min_duration} s)"
                      " and no neighbour to merge with"} for d in dropped],
@@ -432,15 +372,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--source", help="source id used in segment names (default: from --info, else INPUT's stem)")
     p.add_argument("--speaker")
     p.add_argument("--language")
-    for f in fields(SegmentConfig):
-        flag = {"min_duration": "--min", "max_duration": "--max", "silence_thresh_dbfs": "--thresh"}.get(f.name)
-        names = [flag, "--" + f.name.replace("_", "-")] if flag else ["--" + f.name.replace("_", "-")]
-        kind = type(getattr(defaults, f.name))
-        p.add_argument(*names, dest=f.name, type=kind, default=getattr(defaults, f.name),
-                       help=f"(default {getattr(defaults, f.name)}; see config/schema.yaml)")
+    for name in SegmentConfig.model_fields:
+        flag = {"min_duration": "--min", "max_duration": "--max", "silence_thresh_dbfs": "--thresh"}.get(name)
+        names = [flag, "--" + name.replace("_", "-")] if flag else ["--" + name.replace("_", "-")]
+        default = getattr(defaults, name)
+        p.add_argument(*names, dest=name, type=type(default), default=default,
+                       help=f"(default {default}; see config/schema.yaml)")
     args = p.parse_args(argv)
     setup_console()
-    cfg = validate_segment_config({f.name: getattr(args, f.name) for f in fields(SegmentConfig)})
+    cfg = parse(SegmentConfig, {name: getattr(args, name) for name in SegmentConfig.model_fields})
     result = segment_file(args.input, args.out_dir, args.manifest, cfg, info=args.info, source=args.source,
                           speaker=args.speaker, language=args.language)
     print(f"{len(result['segments'])} segments in {args.out_dir}, manifest {args.manifest}")

@@ -1,19 +1,19 @@
-"""TrainingSettings: every knob of the train stage, layered from arguments, TRAIN_* env vars, .env and config.
+"""The train: section (TrainConfig) and TrainingSettings, which layers it with arguments, TRAIN_* env vars and .env.
 
 Highest wins: programmatic arguments > TRAIN_* environment variables > the .env file > the workflow
 config's `train:` section > the defaults below. Sample rates: XTTS reads training audio at 22050 Hz (its
 DVAE and conditioning mels) and its HiFi-GAN decoder writes 24000 Hz; both are fixed by the model, so
-both are fields that only accept those values.
+both are fields that only accept those values. Where a run reads its dataset and writes its checkpoints
+and logs is no setting: the workflow fixes those folders and the train package takes them as arguments.
 """
 
 from __future__ import annotations
 
 import contextvars
-import functools
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -21,11 +21,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE
 from .errors import XttsflowError
+from .options import NAME_PATTERN, Device, Options
 
 XTTS_V2 = "tts_models/multilingual/multi-dataset/xtts_v2"
 BUILTIN_TINY = "builtin:tiny"
 #: The transformers Conv1D layers of each GPT-2 block of XTTS's GPT that LoRA may adapt.
-LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+LoraTarget = Literal["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
+LORA_TARGETS = get_args(LoraTarget)
 
 _WORKFLOW_SECTION: contextvars.ContextVar[dict | None] = contextvars.ContextVar("train_section", default=None)
 
@@ -39,34 +41,19 @@ def base_model_kind(spec: str) -> str:
     return "folder"
 
 
-class _WorkflowConfigSource(PydanticBaseSettingsSource):
-    """The workflow config's `train:` section: the layer just above the defaults."""
+class TrainConfig(Options):
+    """The train: section of the config: every setting of one fine-tuning run (config/schema.yaml documents each)."""
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        section = _WORKFLOW_SECTION.get() or {}
-        return section.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(_WORKFLOW_SECTION.get() or {})
-
-
-class TrainingSettings(BaseSettings):
-    """Settings of one fine-tuning run (see config/schema.yaml `train:` for the same list as YAML)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="TRAIN_", env_file=".env", env_file_encoding="utf-8", extra="forbid", validate_default=True
-    )
+    section: ClassVar[str] = "train"
 
     # --- base model
-    model_name: str = Field(XTTS_V2, description="coqui-tts model name used when base_model is not set")
-    base_model: str | None = Field(
-        None, description="builtin:tiny, a coqui-tts model name, or a local folder in XTTS's layout"
-    )
-    accept_cpml: bool = Field(False, description="you accept the Coqui Public Model License of xtts_v2")
-    run_name: str = Field("main", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    language: str | None = Field(None, description="language of the dataset's text (default: the sources')")
+    model_name: str = XTTS_V2
+    base_model: str | None = None
+    accept_cpml: bool = False
+    run_name: str = Field("main", pattern=NAME_PATTERN)
+    language: str | None = None
     # --- device
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     cuda_device_id: int = Field(0, ge=0)
     use_amp: bool = True
     amp_dtype: Literal["auto", "bf16", "fp16"] = "auto"
@@ -75,11 +62,10 @@ class TrainingSettings(BaseSettings):
     lora_rank: int = Field(8, ge=1, le=1024)
     lora_alpha: float = Field(16.0, gt=0)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
-    lora_target_modules: list[str] = Field(default_factory=lambda: list(LORA_TARGETS))
+    lora_target_modules: list[LoraTarget] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1)
     # --- data
-    dataset_dir: Path = Path("dataset")
-    sample_rate: int = TRAIN_SAMPLE_RATE
-    output_sample_rate: int = OUTPUT_SAMPLE_RATE
+    sample_rate: Literal[TRAIN_SAMPLE_RATE] = TRAIN_SAMPLE_RATE
+    output_sample_rate: Literal[OUTPUT_SAMPLE_RATE] = OUTPUT_SAMPLE_RATE
     batch_size: int = Field(4, ge=1)
     num_workers: int = Field(2, ge=0)
     # --- optimisation
@@ -93,61 +79,52 @@ class TrainingSettings(BaseSettings):
     max_grad_norm: float | None = Field(1.0, gt=0)
     seed: int = Field(1234, ge=0)
     # --- checkpoints and logs
-    checkpoint_dir: Path = Path("checkpoints")
-    log_dir: Path = Path("runs")
     use_tensorboard: bool = True
     log_every_n_steps: int = Field(10, ge=1)
     save_every_n_steps: int = Field(100, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     resume: bool = True
     export_checkpoint: Literal["best", "last"] = "best"
-    eval_sentences: list[str] = Field(
+    eval_sentences: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=lambda: ["This voice was fine-tuned from a few minutes of recordings."]
     )
     eval_audio: bool = True
     eval_audio_seconds: float = Field(8.0, gt=0, le=60)
 
-    def __init__(self, _workflow_config: dict | None = None, **values: Any) -> None:
-        token = _WORKFLOW_SECTION.set(dict(_workflow_config or {}))
-        try:
-            super().__init__(**values)
-        finally:
-            _WORKFLOW_SECTION.reset(token)
-
+    # Sample rates and LoRA targets are checked before their types, so that a wrong value gets the reason.
+    @field_validator("sample_rate", mode="before")
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, **_):
-        return init_settings, env_settings, dotenv_settings, _WorkflowConfigSource(settings_cls)
-
-    @field_validator("sample_rate")
-    @classmethod
-    def _training_rate(cls, value: int) -> int:
-        if value != TRAIN_SAMPLE_RATE:
+    def _training_rate(cls, value: Any) -> int:
+        if str(value) != str(TRAIN_SAMPLE_RATE):  # (environment values arrive as text)
             raise ValueError(
                 f"XTTS reads training audio at {TRAIN_SAMPLE_RATE} Hz (its DVAE and conditioning mels are built "
                 f"for it), so sample_rate must be {TRAIN_SAMPLE_RATE}; {OUTPUT_SAMPLE_RATE} Hz is the rate it "
                 "writes (output_sample_rate)"
             )
-        return value
+        return TRAIN_SAMPLE_RATE
 
-    @field_validator("output_sample_rate")
+    @field_validator("output_sample_rate", mode="before")
     @classmethod
-    def _output_rate(cls, value: int) -> int:
-        if value != OUTPUT_SAMPLE_RATE:
+    def _output_rate(cls, value: Any) -> int:
+        if str(value) != str(OUTPUT_SAMPLE_RATE):
             raise ValueError(
                 f"XTTS's HiFi-GAN decoder writes {OUTPUT_SAMPLE_RATE} Hz, so output_sample_rate must be "
                 f"{OUTPUT_SAMPLE_RATE}; resample the synthesized audio afterwards if you need another rate"
             )
-        return value
+        return OUTPUT_SAMPLE_RATE
 
-    @field_validator("lora_target_modules")
+    @field_validator("lora_target_modules", mode="before")
     @classmethod
-    def _targets(cls, value: list[str]) -> list[str]:
+    def _targets(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value  # the type check says what is wrong
         if not value:
             raise ValueError(f"name at least one LoRA target module out of {', '.join(LORA_TARGETS)}")
         unknown = [name for name in value if name not in LORA_TARGETS]
         if unknown:
             raise ValueError(
-                f"unknown LoRA target module(s) {', '.join(unknown)}; XTTS's GPT blocks have {', '.join(LORA_TARGETS)}"
+                f"unknown LoRA target module(s) {', '.join(map(str, unknown))}; XTTS's GPT blocks have "
+                f"{', '.join(LORA_TARGETS)}"
             )
         return list(dict.fromkeys(value))
 
@@ -168,10 +145,40 @@ class TrainingSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> TrainingSettings:
+    def _consistent(self) -> TrainConfig:
         if self.max_steps is not None and self.warmup_steps >= self.max_steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) must be smaller than max_steps ({self.max_steps})")
         return self
+
+
+class _WorkflowConfigSource(PydanticBaseSettingsSource):
+    """The workflow config's `train:` section: the layer just above the defaults."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        section = _WORKFLOW_SECTION.get() or {}
+        return section.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_WORKFLOW_SECTION.get() or {})
+
+
+class TrainingSettings(TrainConfig, BaseSettings):
+    """The train: section with its layers (see the module docstring): what one fine-tuning run uses."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRAIN_", env_file=".env", env_file_encoding="utf-8", extra="forbid", validate_default=True
+    )
+
+    def __init__(self, _workflow_config: dict | None = None, **values: Any) -> None:
+        token = _WORKFLOW_SECTION.set(dict(_workflow_config or {}))
+        try:
+            super().__init__(**values)
+        finally:
+            _WORKFLOW_SECTION.reset(token)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, **_):
+        return init_settings, env_settings, dotenv_settings, _WorkflowConfigSource(settings_cls)
 
     # --- derived values
     @property
@@ -181,14 +188,16 @@ class TrainingSettings(BaseSettings):
 
     @property
     def run_dir(self) -> Path:
-        return self.checkpoint_dir / self.run_name
+        """Where the workflow keeps this run's checkpoints, adapter and export."""
+        return Path("checkpoints") / self.run_name
 
     @property
     def tensorboard_dir(self) -> Path:
-        return self.log_dir / self.run_name
+        """Where the workflow keeps this run's TensorBoard logs."""
+        return Path("runs") / self.run_name
 
     def snapshot(self) -> dict:
-        """The settings as plain JSON data (paths as strings)."""
+        """The settings as plain JSON data."""
         return json.loads(self.model_dump_json())
 
     def fingerprint(self) -> dict:
@@ -198,10 +207,9 @@ class TrainingSettings(BaseSettings):
         max_steps continues a finished run instead of starting over.
         """
         ignore = {
-            "max_steps", "num_epochs", "num_workers", "use_tensorboard", "log_dir", "log_every_n_steps",
-            "save_every_n_steps", "keep_checkpoints", "resume", "export_checkpoint", "eval_sentences",
-            "eval_audio", "eval_audio_seconds", "checkpoint_dir", "dataset_dir", "device", "cuda_device_id",
-            "accept_cpml",
+            "max_steps", "num_epochs", "num_workers", "use_tensorboard", "log_every_n_steps", "save_every_n_steps",
+            "keep_checkpoints", "resume", "export_checkpoint", "eval_sentences", "eval_audio", "eval_audio_seconds",
+            "device", "cuda_device_id", "accept_cpml",
         }
         return {k: v for k, v in self.snapshot().items() if k not in ignore}
 
@@ -226,17 +234,3 @@ def load_settings(config_section: dict | None = None, env_file: str | Path | Non
         return TrainingSettings(_workflow_config=config_section, _env_file=env_file, **overrides)
     except ValidationError as err:
         raise XttsflowError(_user_message(err)) from None
-
-
-@functools.lru_cache(maxsize=8)
-def _cached(section_json: str, env_file: str | None, overrides_json: str) -> TrainingSettings:
-    return load_settings(json.loads(section_json), env_file, **json.loads(overrides_json))
-
-
-def get_train_settings(config_section: dict | None = None, env_file: str | Path | None = ".env", **overrides: Any):
-    """The cached TrainingSettings for these inputs (get_train_settings.cache_clear() after env changes)."""
-    key = json.dumps(config_section or {}, sort_keys=True, default=str)
-    return _cached(key, None if env_file is None else str(env_file), json.dumps(overrides, sort_keys=True, default=str))
-
-
-get_train_settings.cache_clear = _cached.cache_clear

@@ -17,6 +17,7 @@ from . import cli
 from .atomic import atomic_dir, read_json, write_json
 from .errors import XttsflowError
 from .inference import Settings, get_synthesizer, write_wav_chunks
+from .options import EvaluateConfig, parse
 
 log = logging.getLogger(__name__)
 
@@ -89,20 +90,20 @@ DEFAULT_SENTENCES = {
 }
 
 
-def evaluation_sentences(cfg: dict, language: str) -> list[str]:
+def evaluation_sentences(cfg: EvaluateConfig, language: str) -> list[str]:
     """The configured sentences for `language` (evaluate.sentences), else the built-in ones."""
-    configured = (cfg.get("sentences") or {}).get(language)
+    configured = cfg.sentences.get(language)
     sentences = configured or DEFAULT_SENTENCES.get(language) or DEFAULT_SENTENCES.get(language.split("-")[0])
     if not sentences:
         raise XttsflowError(
             f"evaluate: no evaluation sentences for language {language!r} — add a list under "
             f"evaluate.sentences.{language} in the config (built-in: {', '.join(DEFAULT_SENTENCES)})"
         )
-    limit = cfg.get("num_sentences")
+    limit = cfg.num_sentences
     return list(sentences[:limit] if limit else sentences)
 
 
-def synthesize_samples(checkpoint_dir: str | os.PathLike, references: str | os.PathLike, cfg: dict,
+def synthesize_samples(checkpoint_dir: str | os.PathLike, references: str | os.PathLike, cfg: EvaluateConfig,
                        out_dir: str | os.PathLike, manifest: str | os.PathLike, model_name: str,
                        threads: int | None = None) -> dict:
     """Speak the evaluation sentences into out_dir/NNN.wav; the text, seed and settings go in the manifest.
@@ -117,8 +118,8 @@ def synthesize_samples(checkpoint_dir: str | os.PathLike, references: str | os.P
     refs = read_json(references)
     language = refs["language"]
     sentences = evaluation_sentences(cfg, language)
-    settings = Settings.from_config(cfg)
-    synthesizer = get_synthesizer(checkpoint_dir, device=cfg.get("device", "auto"))
+    settings = Settings.from_config(cfg.model_dump())
+    synthesizer = get_synthesizer(checkpoint_dir, device=cfg.device)
     synthesizer.check_language(language)
     voice = synthesizer.voice([r["file"] for r in refs["references"]])
     samples, start = [], time.perf_counter()
@@ -215,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
         language = read_json(args.references)["language"]
         if args.sentence:
             cfg["sentences"] = {language: args.sentence}
-        synthesize_samples(args.checkpoint, args.references, cfg, args.out_dir, args.manifest, args.model_name)
+        chosen = [*Settings.model_fields, "device", "sentences"]  # (--references is the references.json)
+        options = parse(EvaluateConfig, {k: cfg[k] for k in chosen if k in cfg})
+        synthesize_samples(args.checkpoint, args.references, options, args.out_dir, args.manifest, args.model_name)
 
 
 if __name__ == "__main__":

@@ -147,14 +147,14 @@ def synthesize_sample(model, text: str, language: str, reference, speaker, secon
 class Logger:
     """TensorBoard (when enabled) and the log file: the same numbers in both."""
 
-    def __init__(self, settings: TrainingSettings, step: int):
+    def __init__(self, settings: TrainingSettings, log_dir: Path, step: int):
         self.writer = None
         if settings.use_tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step drops the events a killed run logged after its last checkpoint (steps > `step`);
             # those at `step` itself were flushed with that checkpoint (save()) and stay.
-            self.writer = SummaryWriter(str(settings.tensorboard_dir), purge_step=step + 1 if step else None)
+            self.writer = SummaryWriter(str(log_dir), purge_step=step + 1 if step else None)
 
     def scalars(self, prefix: str, values: dict, step: int) -> None:
         if self.writer:
@@ -178,12 +178,20 @@ class Logger:
 
 
 class Trainer:
-    """One fine-tuning run: model, data, optimizer and counters, with checkpoint save/restore."""
+    """One fine-tuning run: model, data, optimizer and counters, with checkpoint save/restore.
 
-    def __init__(self, settings: TrainingSettings, base_dir: str | Path, language: str | None = None):
+    It reads the LJSpeech-layout `dataset_dir` and writes checkpoints, adapter and export to `run_dir` and
+    TensorBoard logs to `log_dir` (by default the workflow's checkpoints/<run_name>, runs/<run_name>).
+    """
+
+    def __init__(self, settings: TrainingSettings, base_dir: str | Path, language: str | None = None,
+                 dataset_dir: str | Path = "dataset", run_dir: str | Path | None = None,
+                 log_dir: str | Path | None = None):
         self.settings = s = settings
         self.base_dir = Path(base_dir)
-        self.run_dir = s.run_dir
+        self.dataset_dir = Path(dataset_dir)
+        self.run_dir = Path(run_dir or s.run_dir)
+        self.log_dir = Path(log_dir or s.tensorboard_dir)
         self.device = resolve_device(s)
         seed_everything(s.seed)
         self.model = build_gpt_trainer(self.base_dir, s.batch_size)
@@ -222,11 +230,11 @@ class Trainer:
         self._reference = None  # (audio, speaker embedding, language) for the TensorBoard samples
 
     def _load_data(self, language: str | None) -> None:
-        s, tokenizer = self.settings, self.model.xtts.tokenizer
-        language = language or s.language
-        train = train_data.screen(train_data.read_split(s.dataset_dir, "train", language), tokenizer, "train split")
-        train_data.require_clips(train, s.dataset_dir / paths.METADATA_TRAIN, "train")
-        val = train_data.screen(train_data.read_split(s.dataset_dir, "val", language), tokenizer, "val split")
+        tokenizer, data = self.model.xtts.tokenizer, self.dataset_dir
+        language = language or self.settings.language
+        train = train_data.screen(train_data.read_split(data, "train", language), tokenizer, "train split")
+        train_data.require_clips(train, data / paths.METADATA_TRAIN, "train")
+        val = train_data.screen(train_data.read_split(data, "val", language), tokenizer, "val split")
         if not val.samples:
             log.warning("the validation split has no usable clips: best_model is chosen by the epoch's training loss")
         self.train_set = train_data.ClipDataset(train.samples, tokenizer)
@@ -304,7 +312,7 @@ class Trainer:
 
         s = self.settings
         self.resume_or_start()
-        logger = Logger(s, self.step)
+        logger = Logger(s, self.log_dir, self.step)
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {s.run_name}", unit="step",
                    disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
         try:
@@ -416,6 +424,7 @@ class Trainer:
             "history": self.history,
             "settings": s.snapshot(),
             "base_model": str(self.base_dir),
+            "dataset": str(self.dataset_dir),
         }
         own_export = export_dir is None  # a re-export elsewhere leaves the run's adapter and summary alone
         if self.peft is not None and own_export:
@@ -427,20 +436,21 @@ class Trainer:
         return summary
 
 
-def train(settings: TrainingSettings, base_dir: str | Path, language: str | None = None, progress: bool = True):
+def train(settings: TrainingSettings, base_dir: str | Path, language: str | None = None, progress: bool = True,
+          dataset_dir: str | Path = "dataset", run_dir: str | Path | None = None, log_dir: str | Path | None = None):
     """Fine-tune from `base_dir` with `settings`; resumes the run's last checkpoint; returns the summary."""
-    return Trainer(settings, base_dir, language).run(progress=progress)
+    return Trainer(settings, base_dir, language, dataset_dir, run_dir, log_dir).run(progress=progress)
 
 
-def train_job(settings: dict, base_dir: str, export_model: str, summary: str, threads: int = 1) -> dict:
+def train_job(settings: dict, base_dir: str, dataset_dir: str, export_model: str, summary: str, log_dir: str,
+              threads: int = 1) -> dict:
     """The workflow's train job: exactly the settings the rule resolved (its params), on `threads` cores."""
     resolved = load_settings(None, env_file=None, **settings)
-    expected = (resolved.run_dir / paths.EXPORT / paths.MODEL_WEIGHTS, resolved.run_dir / paths.SUMMARY)
-    if (Path(export_model), Path(summary)) != expected:
-        raise XttsflowError(f"train: the rule's outputs {export_model}, {summary} do not match the run folder "
-                            f"{resolved.run_dir} of the settings")
+    run_dir = Path(summary).parent
+    if Path(export_model) != run_dir / paths.EXPORT / paths.MODEL_WEIGHTS:
+        raise XttsflowError(f"train: the rule's outputs {export_model}, {summary} are not one run folder's")
     torch.set_num_threads(max(1, threads))
-    return train(resolved, base_dir, progress=True)
+    return train(resolved, base_dir, progress=True, dataset_dir=dataset_dir, run_dir=run_dir, log_dir=log_dir)
 
 
 # ---------- command line ----------
@@ -464,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("train", __doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="workflow config whose train: section is the base layer")
     parser.add_argument("--base", type=Path, help="base model folder (default: from the settings' base_model)")
-    parser.add_argument("--dataset", type=Path, help="dataset folder (LJSpeech layout)")
+    parser.add_argument("--dataset", type=Path, default=Path("dataset"), help="dataset folder (LJSpeech layout)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                         help="a training setting (highest priority), e.g. --set lora_rank=16")
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch")
@@ -472,19 +482,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_console()
     section = (yaml.safe_load(args.config.read_text()) or {}).get("train", {}) if args.config else {}
-    overrides = _parse_sets(args.sets)
-    if args.dataset:
-        overrides["dataset_dir"] = args.dataset
-    settings = load_settings(section, **overrides)
+    settings = load_settings(section, **_parse_sets(args.sets))
     if args.threads:
         torch.set_num_threads(args.threads)
     base = args.base
     if base is None:
         spec = settings.base_model_spec
-        base = Path(spec) if base_model_kind(spec) == "folder" else Path("models/base")
+        base = Path(spec) if base_model_kind(spec) == "folder" else paths.base_model()
         if base_model_kind(spec) != "folder" and not base.is_dir():
             prepare_base_model(spec, base, settings.accept_cpml)
-    summary = train(settings, base, progress=not args.no_progress)
+    summary = train(settings, base, progress=not args.no_progress, dataset_dir=args.dataset)
     print(f"trained {summary['steps']} steps; export: {settings.run_dir / 'export'}")
 
 

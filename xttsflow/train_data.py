@@ -63,7 +63,7 @@ def read_split(dataset_dir: str | Path, split: str, language: str | None = None)
     if not dataset_dir.is_dir():
         raise XttsflowError(
             f"train: dataset folder {dataset_dir} does not exist — build it first (snakemake dataset/stats.json) "
-            "or point train.dataset_dir at an LJSpeech-layout folder"
+            "or give the train CLI an LJSpeech-layout folder (--dataset)"
         )
     samples = []
     for entry in dataset_configs(dataset_dir, language):

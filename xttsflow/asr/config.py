@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ..hallucination import ScreenConfig
+from ..options import Options
 from . import BACKENDS
 
 ComputeType = Literal["auto", "default", "int8", "int8_float16", "int8_bfloat16", "int8_float32", "float16",
                       "bfloat16", "float32"]
 
 
-class TranscribeConfig(BaseModel, extra="forbid", frozen=True):
+class TranscribeConfig(Options):
     """The `transcribe:` section: which recogniser, how it decodes, and the hallucination screen."""
+
+    section: ClassVar[str] = "transcribe"
 
     backend: Literal[tuple(BACKENDS)] = "faster-whisper"  # the registry's names (xttsflow/asr/__init__.py)
     model: str = "medium"
