@@ -4,7 +4,7 @@ from pathlib import Path
 from xttsflow.dataset import DatasetConfig, build_dataset, sources_from_paths
 from xttsflow.logs import to_file
 
-with to_file(snakemake.log[0]):
+with to_file(snakemake.log[0], outputs=snakemake.output):
     build_dataset(
         sources_from_paths(snakemake.input.transcripts, snakemake.input.manifests, snakemake.input.embeddings),
         out_dir=Path(snakemake.output.stats).parent,

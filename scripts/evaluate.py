@@ -2,7 +2,7 @@
 from xttsflow.evaluate import MODELS, evaluate_run
 from xttsflow.logs import to_file
 
-with to_file(snakemake.log[0]):
+with to_file(snakemake.log[0], outputs=snakemake.output):
     evaluate_run(
         snakemake.wildcards.run,
         scores=dict(zip(MODELS, snakemake.input.scores, strict=True)),

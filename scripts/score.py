@@ -3,7 +3,7 @@ from xttsflow.evaluate import score_model
 from xttsflow.logs import to_file
 from xttsflow.transcribe import TranscribeConfig
 
-with to_file(snakemake.log[0]):
+with to_file(snakemake.log[0], outputs=snakemake.output):
     score_model(
         snakemake.wildcards.get("model", "real"),
         references=snakemake.input.references,

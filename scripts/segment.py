@@ -2,7 +2,7 @@
 from xttsflow.logs import to_file
 from xttsflow.segment import SegmentConfig, segment_file
 
-with to_file(snakemake.log[0]):
+with to_file(snakemake.log[0], outputs=snakemake.output):
     segment_file(
         snakemake.input.audio,
         out_dir=snakemake.output.segments,

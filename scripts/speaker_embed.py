@@ -2,7 +2,7 @@
 from xttsflow.logs import to_file
 from xttsflow.speaker import embed_source
 
-with to_file(snakemake.log[0]):
+with to_file(snakemake.log[0], outputs=snakemake.output):
     embed_source(
         snakemake.input.manifest,
         snakemake.input.segments,

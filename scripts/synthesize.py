@@ -2,7 +2,7 @@
 from xttsflow.logs import to_file
 from xttsflow.synthesize import EvaluateConfig, synthesize_samples
 
-with to_file(snakemake.log[0]):
+with to_file(snakemake.log[0], outputs=snakemake.output):
     synthesize_samples(
         snakemake.input.model,
         references=snakemake.input.references,

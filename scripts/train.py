@@ -4,7 +4,7 @@ from pathlib import Path
 from xttsflow.logs import to_file
 from xttsflow.train import train_job
 
-with to_file(snakemake.log[0]):
+with to_file(snakemake.log[0], outputs=snakemake.output):
     train_job(
         settings=snakemake.params.settings,
         base_dir=snakemake.input.base_model,

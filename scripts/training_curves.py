@@ -2,7 +2,7 @@
 from xttsflow.logs import to_file
 from xttsflow.report import training_curves
 
-with to_file(snakemake.log[0]):
+with to_file(snakemake.log[0], outputs=snakemake.output):
     training_curves(
         snakemake.params.log_dir,
         png=snakemake.output.plot,

@@ -2,7 +2,7 @@
 from xttsflow.logs import to_file
 from xttsflow.transcribe import TranscribeConfig, transcribe_source
 
-with to_file(snakemake.log[0]):
+with to_file(snakemake.log[0], outputs=snakemake.output):
     transcribe_source(
         snakemake.input.manifest,
         snakemake.input.segments,

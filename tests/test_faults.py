@@ -132,3 +132,70 @@ def test_a_killed_run_is_explained_in_one_line_and_unlock_recovers(tmp_path, mak
     done = snakemake(tmp_path, "--cores", "1")
     assert "xttsflow:" not in done.stderr
     assert (tmp_path / "segments" / f"{local_source_id('recordings/take.wav')}.json").is_file()
+
+
+# ---------------------------------------------------------------- a full disk, in every stage
+
+def fill(folder, ballast) -> None:
+    """Fill the file system of `folder` to the last block (dd stops at ENOSPC)."""
+    import subprocess
+
+    for block in ("1M", "4k", "512"):
+        subprocess.run(["dd", "if=/dev/zero", f"of={ballast}", f"bs={block}", "oflag=append", "conv=notrunc"],
+                       capture_output=True)
+
+
+@pytest.fixture
+def data_volume(tmp_path):
+    """A 600 MB tmpfs to hold a working folder. Root only: mount needs it."""
+    import subprocess
+
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600m", "tmpfs", str(mount)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_said_in_one_sentence_in_every_stage(tmp_path, data_volume, make_speech):
+    """Each stage runs once with its output's disk full: one sentence naming the output, the free space and
+    that nothing was kept; once space is freed the same run completes and no half-written output is used."""
+    import yaml
+    from conftest import REPO
+
+    work = data_volume / "work"  # every output on the small disk; Snakemake's own records and the logs beside it
+    (work / "recordings").mkdir(parents=True)
+    for name in ("logs", ".snakemake"):
+        (tmp_path / name).mkdir()
+        (work / name).symlink_to(tmp_path / name)
+    speech = make_speech(["The lighthouse keeper counted the ships.", "A storm came over the grey sea.",
+                          "By morning the harbour was calm.", "The boats went out again at noon."], [0.9, 0.9, 0.9])
+    write_wav(work / "recordings" / "take1.wav", speech.samples, speech.sample_rate)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update({"sources": [{"path": "recordings/take1.wav", "speaker": "lea", "language": "en"}],
+                   "until": "evaluate", "segment": {"min_duration": 2.0, "max_duration": 8.0},
+                   "dataset": {"min_duration": 1.0},
+                   "evaluate": {"num_sentences": 1, "num_references": 1, "max_new_tokens": 20}})
+    config["train"].update({"max_steps": 2, "batch_size": 2})
+    write_config(work, config)
+    sid = local_source_id("recordings/take1.wav")
+    stages = [("ingest_local", f"raw/{sid}.flac"), ("segment", f"segments/{sid}.json"),
+              ("transcribe", f"transcripts/{sid}.json"), ("speaker_embed", f"embeddings/{sid}.npz"),
+              ("dataset", "dataset/stats.json"), ("base_model", "models/base"),
+              ("train", "checkpoints/main/export/model.pth"), ("references", "samples/main/references.json"),
+              ("synthesize", "samples/main/finetuned.json"), ("evaluate", "reports/main/metrics.json")]
+    ballast = data_volume / "ballast"
+    said = {}
+    for rule, target in stages:
+        fill(data_volume, ballast)
+        proc = snakemake(work, "--cores", "2", target, check=False)
+        console = proc.stdout + proc.stderr
+        sentences = [line for line in console.splitlines() if "the disk is full:" in line]
+        said[rule] = bool(proc.returncode != 0 and sentences and "nothing half-written was kept" in sentences[0])
+        assert said[rule], f"{rule}: {console[-3000:]}"
+        ballast.unlink()
+        snakemake(work, "--cores", "2", target)
+    assert all(said.values()) and len(said) == 10
+    assert snakemake(work, "--cores", "2").returncode == 0 and (work / "reports" / "main" / "metrics.json").is_file()

@@ -73,20 +73,22 @@ def run(stage: str, main: Callable[[list[str]], object], argv: list[str] | None 
             traceback.print_exc()
         print(f"xttsflow {stage}: {_usage_error(err)}", file=sys.stderr)
         return 2
-    except XttsflowError as err:
-        if debug:
-            traceback.print_exc()
-        message = str(err).removeprefix(f"{stage}: ")  # the package's sentences often name their stage already
-        print(f"xttsflow {stage}: {message}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"xttsflow {stage}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
+        from . import diskfull
+
         if debug:
             traceback.print_exc()
-        hint = "" if debug else f" (run with {DEBUG_FLAG} for the traceback)"
-        print(f"xttsflow {stage}: {type(err).__name__}: {err}{hint}", file=sys.stderr)
+        if diskfull.is_disk_full(err):  # however the library below words it (an XttsflowError may quote it)
+            message = diskfull.message()
+        elif isinstance(err, XttsflowError):
+            message = str(err).removeprefix(f"{stage}: ")  # the package's sentences often name their stage already
+        else:
+            hint = "" if debug else f" (run with {DEBUG_FLAG} for the traceback)"
+            message = f"{type(err).__name__}: {err}{hint}"
+        print(f"xttsflow {stage}: {message}", file=sys.stderr)
         return 1
     return 0
 
