@@ -81,3 +81,13 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
 def tone(seconds: float, sample_rate: int = 22050, freq: float = 220.0, dbfs: float = -12.0) -> np.ndarray:
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     return (np.sin(2 * np.pi * freq * t) * 10 ** (dbfs / 20)).astype(np.float32)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault-injection suite's tally (tests/test_faults.py), when it ran."""
+    from faultlog import FAULTS, summary
+
+    if FAULTS:
+        terminalreporter.section("fault injection")
+        for line in summary():
+            terminalreporter.write_line(line)

@@ -1,4 +1,6 @@
-"""Faults users meet, each survived and explained: hostile file names through the real workflow."""
+"""Faults users meet, each survived and explained in one sentence, through the real workflow: hostile file names,
+too little speech, kill -9 of a writer and of the whole run, a full disk in every stage, damaged artifacts.
+Each fault is tallied (tests/faultlog.py); pytest prints the tally at the end of the run."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import string
 
 import pytest
 from conftest import snakemake, write_config
+from faultlog import record
 
 from xttsflow.audio import write_wav
 from xttsflow.sources import local_source_id
@@ -40,6 +43,7 @@ def test_hostile_file_names_through_the_workflow(tmp_path, make_speech):
         sid = local_source_id(f"recordings/{name}")
         assert (tmp_path / "segments" / f"{sid}.json").is_file(), name
         assert len(list((tmp_path / "segments" / sid).glob("*.wav"))) == 2, name
+        record("hostile file name", name[:40], survived=True)
     assert not (tmp_path / "pwned").exists() and sorted(p.name for p in rec.iterdir()) == sorted(names)
 
 
@@ -56,10 +60,12 @@ def test_too_short_speech_says_what_was_found(tmp_path, caplog):
     caplog.set_level("WARNING", logger="xttsflow.segment")
     assert segment_file(audio, tmp_path / "segs", tmp_path / "segs.json", {"min_duration": 3.0})["segments"] == []
     assert "is shorter than segment.min_duration (3.0 s)" in caplog.text and "silence-only" not in caplog.text
+    record("no usable speech", "1 s of speech", survived=True)
     caplog.clear()
     write_wav(tmp_path / "silent.wav", np.zeros(44100, np.float32), 22050)
     segment_file(tmp_path / "silent.wav", tmp_path / "segs2", tmp_path / "segs2.json")
     assert "no speech found: the recording stays below -40.0 dBFS" in caplog.text
+    record("no usable speech", "silence only", survived=True)
 
 
 KILLED_WRITER = """
@@ -100,6 +106,7 @@ def test_a_killed_writers_temporaries_are_removed_by_the_next_run(tmp_path):
         (folder / "000.wav").write_bytes(b"RIFF whole")
     write_json(out / "samples.json", {"whole": True})
     assert sorted(p.name for p in out.iterdir()) == ["finetuned", "samples.json"]
+    record("kill -9 of a writer", "atomic folder + file", survived=True)
 
 
 def test_a_killed_run_is_explained_in_one_line_and_unlock_recovers(tmp_path, make_speech):
@@ -132,6 +139,7 @@ def test_a_killed_run_is_explained_in_one_line_and_unlock_recovers(tmp_path, mak
     done = snakemake(tmp_path, "--cores", "1")
     assert "xttsflow:" not in done.stderr
     assert (tmp_path / "segments" / f"{local_source_id('recordings/take.wav')}.json").is_file()
+    record("stale lock after a kill", "whole run", survived=True)
 
 
 # ---------------------------------------------------------------- a full disk, in every stage
@@ -197,5 +205,157 @@ def test_a_full_disk_is_said_in_one_sentence_in_every_stage(tmp_path, data_volum
         assert said[rule], f"{rule}: {console[-3000:]}"
         ballast.unlink()
         snakemake(work, "--cores", "2", target)
+        record("disk full", rule, survived=True, named_cause=said[rule])
     assert all(said.values()) and len(said) == 10
     assert snakemake(work, "--cores", "2").returncode == 0 and (work / "reports" / "main" / "metrics.json").is_file()
+
+
+# ---------------------------------------------------------------- damaged artifacts, and kill -9 at any moment
+
+TEXTS = ["The lighthouse keeper counted the ships.", "A storm came over the grey sea.",
+         "By morning the harbour was calm.", "The boats went out again at noon."]
+SOURCE = "recordings/take1.wav"
+
+
+def small_run_config() -> dict:
+    """One ~11 s recording cut into four clips, 2 LoRA steps of the tiny XTTS, one sentence per model."""
+    import yaml
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update({"sources": [{"path": SOURCE, "speaker": "lea", "language": "en"}], "until": "evaluate",
+                   "segment": {"min_duration": 2.0, "max_duration": 8.0}, "dataset": {"min_duration": 1.0},
+                   "evaluate": {"num_sentences": 1, "num_references": 1, "max_new_tokens": 20}})
+    config["train"].update({"max_steps": 2, "batch_size": 2})
+    return config
+
+
+def new_workdir(path, make_speech):
+    speech = make_speech(TEXTS, [0.9, 0.9, 0.9])
+    (path / "recordings").mkdir(parents=True)
+    write_wav(path / SOURCE, speech.samples, speech.sample_rate)
+    write_config(path, small_run_config())
+    return path
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, make_speech):
+    work = new_workdir(tmp_path_factory.mktemp("clean") / "work", make_speech)
+    snakemake(work, "--cores", "2")
+    return work
+
+
+def private_copy(src, dest):
+    """A copy whose big files are hard links (so damage is done by replacing a file, never in place) and
+    whose Snakemake records are real copies (Snakemake rewrites them in place)."""
+    import os
+    import shutil
+
+    def copy(a, b):
+        (shutil.copy2 if "/.snakemake/" in a else os.link)(a, b)
+
+    shutil.copytree(src, dest, symlinks=True, copy_function=copy)
+    return dest
+
+
+def damage(path, how: str) -> None:
+    data = path.read_bytes()
+    path.unlink()  # a new inode: the clean run's hard-linked original stays whole
+    path.write_bytes(b"" if how == "empty" else data[: len(data) // 2])
+
+
+SID = local_source_id(SOURCE)
+#: (artifact, the rule that reads it, a target that makes that rule run)
+ARTIFACTS = [
+    (f"raw/{SID}.json", "segment", f"segments/{SID}.json"),
+    (f"segments/{SID}.json", "transcribe", f"transcripts/{SID}.json"),
+    (f"transcripts/{SID}.json", "dataset", "dataset/stats.json"),
+    (f"embeddings/{SID}.npz", "dataset", "dataset/stats.json"),
+    ("dataset/stats.json", "train", "checkpoints/main/export/model.pth"),
+    ("dataset/metadata_train.csv", "train", "checkpoints/main/export/model.pth"),
+    ("checkpoints/main/export/model.pth", "synthesize", "samples/main/finetuned.json"),
+    ("samples/main/references.json", "synthesize", "samples/main/finetuned.json"),
+]
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated"])
+@pytest.mark.parametrize(("artifact", "reader", "target"), ARTIFACTS, ids=[a[0].split("/")[-1] for a in ARTIFACTS])
+def test_a_damaged_artifact_is_named_with_the_rule_that_makes_it(clean_run, tmp_path, artifact, reader, target,
+                                                                  how):
+    from xttsflow import paths
+
+    work = private_copy(clean_run, tmp_path / "work")
+    damage(work / artifact, how)
+    proc = snakemake(work, "--cores", "2", "--forcerun", reader, target, check=False)
+    console = proc.stdout + proc.stderr
+    rule = paths.producer(artifact)
+    named = proc.returncode != 0 and artifact in console and f"made by rule {rule}" in console
+    assert named, console[-4000:]
+    # Following the message (delete it, run again) recovers.
+    (work / artifact).unlink()
+    snakemake(work, "--cores", "2", target)
+    record(f"{how} artifact", artifact, survived=True, named_cause=named)
+
+
+#: (stage, the log a job of it writes first): the run is killed at a seeded random moment after it starts.
+KILL_POINTS = [("ingest_local", f"logs/ingest/{SID}.log"), ("segment", f"logs/segment/{SID}.log"),
+               ("transcribe", f"logs/transcribe/{SID}.log"), ("speaker_embed", f"logs/speaker_embed/{SID}.log"),
+               ("base_model", "logs/base_model.log"), ("train", "logs/train/main.log"),
+               ("synthesize", "logs/evaluate/main/synthesize_finetuned.log")]
+
+
+def test_kill_9_at_random_moments_in_every_stage_then_the_same_outputs(clean_run, tmp_path, make_speech):
+    """The whole run is killed (process group, SIGKILL) once in each stage, at a seeded random moment; after
+    `--unlock` and a re-run the outputs equal a clean run's: bytes for data, a tolerance for trained weights."""
+    import json
+    import os
+    import random
+    import signal
+    import subprocess
+    import time
+
+    import torch
+    from conftest import REPO, SNAKEMAKE
+
+    rng = random.Random(1234)
+    work = new_workdir(tmp_path / "work", make_speech)
+    for stage, log in KILL_POINTS:
+        started = time.time()
+        proc = subprocess.Popen([*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--cores", "2"], cwd=work,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = started + 600
+        while not ((work / log).is_file() and (work / log).stat().st_mtime >= started - 1):
+            assert proc.poll() is None, f"the run ended before {stage} started"
+            assert time.time() < deadline, f"{stage} never started"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 2.0))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        snakemake(work, "--unlock")
+        record("kill -9 of the run", stage, survived=True)  # checked below, once the run completes
+    snakemake(work, "--cores", "2")
+
+    def same_bytes(folder: str) -> bool:
+        ours = {p.relative_to(work): p.read_bytes() for p in sorted((work / folder).rglob("*")) if p.is_file()}
+        clean = {p.relative_to(clean_run): p.read_bytes() for p in sorted((clean_run / folder).rglob("*"))
+                 if p.is_file()}
+        return ours.keys() == clean.keys() and all(ours[k] == clean[k] for k in ours)
+
+    assert same_bytes("raw") and same_bytes("segments") and same_bytes("embeddings") and same_bytes("dataset")
+    timing = {"realtime_factor", "transcribe_seconds"}
+
+    def transcript(root):
+        data = json.loads((root / f"transcripts/{SID}.json").read_text())
+        data["stats"] = {k: v for k, v in data["stats"].items() if k not in timing}
+        return data
+
+    assert transcript(work) == transcript(clean_run)
+    ours = torch.load(work / "checkpoints/main/export/model.pth", weights_only=True)["model"]
+    clean = torch.load(clean_run / "checkpoints/main/export/model.pth", weights_only=True)["model"]
+    assert ours.keys() == clean.keys()
+    for name, value in clean.items():
+        torch.testing.assert_close(ours[name], value, rtol=0, atol=1e-5)
+    assert sorted(p.name for p in (work / "samples/main/finetuned").glob("*.wav")) == \
+        sorted(p.name for p in (clean_run / "samples/main/finetuned").glob("*.wav"))
+    assert (work / "reports/main/metrics.json").is_file()
+    assert not [p for p in work.rglob(".*.tmp")], "temporaries left behind"

@@ -109,8 +109,18 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def read_json(path: str | os.PathLike):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file another job wrote; an empty, cut-short or garbled one is an XttsflowError naming its rule."""
+    from . import paths
+    from .errors import XttsflowError
+
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.strip():
+        raise XttsflowError(paths.damaged(path, "empty"))
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise XttsflowError(paths.damaged(path, f"not valid JSON: {err}")) from None
 
 
 def _fsync_file(path: Path) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx2  # huggingface_hub's HTTP client (the httpx fork it depends on)
 
+from .atomic import write_text
 from .errors import XttsflowError
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,11 @@ def hub_cache() -> Path:
     return Path(home).expanduser() / "hub"
 
 
+def _repo_cache(repo_id: str) -> Path:
+    """huggingface_hub's cache folder of a model repository."""
+    return hub_cache() / f"models--{repo_id.replace('/', '--')}"
+
+
 # ---------------------------------------------------------------- the hub
 
 def hub_snapshot(repo_id: str, patterns: tuple[str, ...], revision: str = "main", what: str = "model",
@@ -95,7 +101,7 @@ def hub_snapshot(repo_id: str, patterns: tuple[str, ...], revision: str = "main"
     for name in wanted:
         remote, commit = _hub_remote(repo_id, name, commit or revision, what)
         remotes.append(remote)
-    repo = hub_cache() / f"models--{repo_id.replace('/', '--')}"
+    repo = _repo_cache(repo_id)
     snapshot = repo / "snapshots" / commit
     fetch_all(remotes, what)
     for remote in remotes:
@@ -107,17 +113,13 @@ def hub_snapshot(repo_id: str, patterns: tuple[str, ...], revision: str = "main"
             os.symlink(os.path.relpath(remote.dest, link.parent), tmp)
             os.replace(tmp, link)
     if revision != commit:
-        ref = repo / "refs" / revision
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ref.with_name(f".{ref.name}.tmp")
-        tmp.write_text(commit)
-        os.replace(tmp, ref)
+        write_text(repo / "refs" / revision, commit)
     return snapshot
 
 
 def _cached_snapshot(repo_id: str, revision: str, required: tuple[str, ...]) -> Path | None:
     """The cache's snapshot of `revision` when it holds every required file, else None."""
-    repo = hub_cache() / f"models--{repo_id.replace('/', '--')}"
+    repo = _repo_cache(repo_id)
     ref = repo / "refs" / revision
     commit = ref.read_text().strip() if ref.is_file() else revision
     snapshot = repo / "snapshots" / commit
@@ -152,7 +154,7 @@ def _hub_remote(repo_id: str, name: str, revision: str, what: str) -> tuple[Remo
                             "HF_ENDPOINT a Hugging Face hub?")
     kind = "sha256" if re.fullmatch(r"[0-9a-f]{64}", etag) else "git-sha1" if re.fullmatch(r"[0-9a-f]{40}", etag) \
         else None
-    blob = hub_cache() / f"models--{repo_id.replace('/', '--')}" / "blobs" / etag
+    blob = _repo_cache(repo_id) / "blobs" / etag
     url = hf_hub_url(repo_id, name, revision=meta.commit_hash, endpoint=endpoint())
     return Remote(name, url, blob, meta.size, f"{kind}:{etag}" if kind else None), meta.commit_hash
 

@@ -127,3 +127,41 @@ def dataset_wavs(root: str | os.PathLike = ".") -> Path:
 def references_by_run(root: str | os.PathLike = ".") -> dict[str, Path]:
     """Each run's references.json that exists under `root`, by run name."""
     return {path.parent.name: path for path in sorted(Path(root).glob(REFERENCES.format(run="*")))}
+
+
+# ---------- who makes what: for the message when a stage finds another's output damaged ----------
+
+#: Output pattern -> the rule that writes it (a folder's pattern covers the files inside it).
+PRODUCERS = {
+    URL_ENTRIES: "resolve_url", RAW_AUDIO: "ingest_local / ingest_url", RAW_INFO: "ingest_local / ingest_url",
+    SEGMENTS_MANIFEST: "segment", SEGMENTS: "segment", TRANSCRIPT: "transcribe", EMBEDDINGS: "speaker_embed",
+    DATASET: "dataset", BASE_MODEL: "base_model", RUN_DIR: "train", TENSORBOARD: "train",
+    REFERENCES: "references", SAMPLES_MANIFEST: "synthesize", SAMPLES: "synthesize", SCORES: "score / score_real",
+    TRAINING: "training_curves", LOSS_CURVES: "training_curves", METRICS: "evaluate",
+}
+
+
+def producer(path: str | os.PathLike) -> str | None:
+    """The rule that writes `path` (relative to the working folder or under it), if the layout names one."""
+    import re
+
+    text = Path(path).as_posix()
+    # Longest patterns first: segments/{source}.json before segments/{source}.
+    for pattern in sorted(PRODUCERS, key=len, reverse=True):
+        regex = re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(pattern))
+        if re.search(rf"(^|/){regex}(/.*)?$", text):
+            return PRODUCERS[pattern]
+    return None
+
+
+def remake(path: str | os.PathLike) -> str:
+    """What to do about a damaged artifact: which rule makes it, and how to have it made again."""
+    rule = producer(path)
+    if rule is None:
+        return "make it again or replace it"
+    return f"it is made by rule {rule}: delete it and run again (or `snakemake --forcerun {rule.split(' ')[0]}`)"
+
+
+def damaged(path: str | os.PathLike, reason: str) -> str:
+    """The sentence for an artifact that is truncated, empty or not what its reader expects."""
+    return f"{path} is damaged ({reason}) — {remake(path)}"

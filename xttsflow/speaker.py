@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from . import cli
+from . import cli, paths
 from .atomic import atomic_path, read_json
 from .audio import read_wav, resample
 from .devices import resolve_device
@@ -164,8 +164,13 @@ def write_embeddings(path: str | os.PathLike, ids: Sequence[str], embeddings: np
 
 
 def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return [str(i) for i in data["ids"]], data["embeddings"].astype(np.float32)
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return [str(i) for i in data["ids"]], data["embeddings"].astype(np.float32)
+    except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # numpy's words for an empty/cut file
+        raise XttsflowError(paths.damaged(path, f"not the speaker embeddings .npz: {err}")) from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -70,14 +70,16 @@ def read_split(dataset_dir: str | Path, split: str, language: str | None = None)
         meta = Path(entry["path"]) / entry[f"meta_file_{split}"]
         if not meta.is_file():
             raise XttsflowError(f"train: {meta} is missing — rebuild the dataset (dataset stage)")
-        if not meta.read_text(encoding="utf-8").strip():
+        if not meta.read_text(encoding="utf-8", errors="replace").strip():
+            if split == "train":  # the dataset stage never writes an empty training split
+                raise XttsflowError(f"train: {paths.damaged(meta, 'empty')}")
             continue
         entry = {**entry, "meta_file_train": entry[f"meta_file_{split}"], "meta_file_val": ""}
         config = coqui_gpt_trainer().GPTTrainerConfig(datasets=[BaseDatasetConfig(**entry)])
         try:
             found, _ = load_tts_samples(config, eval_split=False)
         except (AssertionError, IndexError, KeyError, ValueError) as err:
-            raise XttsflowError(f"train: cannot read {meta} ({err}) — is it an LJSpeech/coqui metadata file?") from err
+            raise XttsflowError(f"train: {paths.damaged(meta, f'not LJSpeech/coqui metadata: {err}')}") from err
         samples.extend(found)
     return samples
 

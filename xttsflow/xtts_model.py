@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE
+from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, paths
 from .atomic import atomic_dir, atomic_path, link_or_copy, read_json, write_json
 from .errors import XttsflowError
 
@@ -81,7 +81,7 @@ def load_state(path: str | Path, what: str = "checkpoint"):
     except _LOAD_ERRORS as err:
         raise XttsflowError(
             f"{path} cannot be read as a {what} ({type(err).__name__}: {str(err)[:200]}) — the file is "
-            "corrupt or truncated; delete it and re-create or re-download it"
+            f"corrupt or truncated; {paths.remake(path)}"
         ) from err
 
 
@@ -99,8 +99,7 @@ def load_xtts(checkpoint_dir: str | Path, device: str = "cpu"):
     except _LOAD_ERRORS as err:
         raise XttsflowError(
             f"XTTS checkpoint {folder / 'model.pth'} cannot be loaded ({type(err).__name__}: {str(err)[:300]}) "
-            "— the file is corrupt, truncated or belongs to another model/config.json; re-create or re-download "
-            "the folder"
+            f"— the file is corrupt, truncated or belongs to another model/config.json; {paths.remake(folder)}"
         ) from err
     model.to(device)
     model.eval()
