@@ -95,7 +95,7 @@ def dry_workdir(tmp_path_factory) -> Path:
     return workdir
 
 
-@pytest.mark.parametrize("name", ["slurm", "workstation"])
+@pytest.mark.parametrize("name", ["slurm", "workstation", "default"])
 def test_profile_keys_are_snakemake_options_and_all_commented(name):
     text = (PROFILES / name / "profile.yaml").read_text()
     profile = yaml.safe_load(text)

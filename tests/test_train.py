@@ -145,11 +145,11 @@ def test_resume_keeps_the_tensorboard_points_of_the_resume_step(tmp_path):
     """A resumed run (here: max_steps raised after a finished run) keeps every logged step, the resume step too."""
     from xttsflow.report import read_scalars
 
-    Trainer(settings(tmp_path, max_steps=2, use_tensorboard=True), tiny_base()).run(progress=False)
-    s = settings(tmp_path, max_steps=4, use_tensorboard=True)
-    Trainer(s, tiny_base()).run(progress=False)
-    assert [step for step, _ in read_scalars(s.tensorboard_dir)["train/loss"]] == [1, 2, 3, 4]
-    assert [step for step, _ in read_scalars(s.tensorboard_dir)["val/loss"]] == [2, 4]
+    Trainer(settings(max_steps=2, use_tensorboard=True), tiny_base(), **folders(tmp_path)).run(progress=False)
+    Trainer(settings(max_steps=4, use_tensorboard=True), tiny_base(), **folders(tmp_path)).run(progress=False)
+    log_dir = folders(tmp_path)["log_dir"]
+    assert [step for step, _ in read_scalars(log_dir)["train/loss"]] == [1, 2, 3, 4]
+    assert [step for step, _ in read_scalars(log_dir)["val/loss"]] == [2, 4]
 
 
 def test_a_changed_setting_starts_over_instead_of_resuming(tmp_path):
