@@ -25,7 +25,14 @@ import yaml
 from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, cli, paths, train_data
 from .atomic import write_json
 from .errors import XttsflowError
-from .gpt_model import apply_lora, build_gpt_trainer, parameter_counts, set_full_finetune, trainable_state
+from .gpt_model import (
+    apply_lora,
+    build_gpt_trainer,
+    enable_gradient_checkpointing,
+    parameter_counts,
+    set_full_finetune,
+    trainable_state,
+)
 from .settings import TrainingSettings, load_settings
 from .xtts_model import export_model, save_adapter
 
@@ -201,6 +208,8 @@ class Trainer:
             self.peft = apply_lora(self.model, s.lora_rank, s.lora_alpha, s.lora_dropout, s.lora_target_modules)
         else:
             set_full_finetune(self.model)
+        if s.gradient_checkpointing:
+            enable_gradient_checkpointing(self.model)
         self.counts = parameter_counts(self.model)
         log.info(
             "trainable parameters: %d of %d in the GPT (%.3f%%; %s), %d in the whole model",
@@ -325,7 +334,8 @@ class Trainer:
 
     def _epoch(self, logger: Logger, bar) -> None:
         s = self.settings
-        batches = train_data.loader(self.train_set, s.batch_size, s.num_workers, s.seed, self.epoch, self.batch)
+        batches = train_data.loader(self.train_set, s.batch_size, s.num_workers, s.seed, self.epoch, self.batch,
+                                    group_batches=s.batch_group_size)
         window, micro, started = Counter(), 0, time.perf_counter()
         for batch in batches:
             losses = forward(self.model, batch, self.device, self.amp_dtype)
