@@ -74,6 +74,7 @@ class TrainConfig(Options):
     batch_group_size: int = Field(0, ge=0)
     # --- memory
     gradient_checkpointing: bool = False
+    gpu_memory_gb: Annotated[float, Field(gt=0)] | Literal["auto"] | None = None
     # --- optimisation
     num_epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1)
@@ -217,6 +218,7 @@ class TrainingSettings(TrainConfig, BaseSettings):
             "keep_checkpoints", "resume", "export_checkpoint", "eval_sentences", "eval_audio", "eval_audio_seconds",
             "device", "cuda_device_id", "accept_cpml",
             "gradient_checkpointing",  # recomputes activations; the weights come out the same
+            "gpu_memory_gb",  # what it plans (batch_size, grad_accum_steps) goes into the run's fingerprint
         }
         return {k: v for k, v in self.snapshot().items() if k not in ignore}
 
