@@ -8,7 +8,9 @@ checkpoint, the same espeak clips, batch size and thread count. Step time is the
 consecutive optimizer steps after a warm-up, data loading included. Memory is the process's resident
 set, sampled every 2 ms while training: its peak, and its growth over the loaded model (the weights
 are the same in every run; gradients, optimizer state and activations make the difference). Targets
-(issue 4): LoRA peak memory <= 60% of full fine-tuning; our loop's step time <= 110% of coqui's.
+(issue 4): LoRA peak memory <= 60% of full fine-tuning; our loop's step time <= 110% of coqui's;
+(issue 15) clips/s of our loop with length-grouped batches (batch_group_size 48, full GPT as coqui's
+recipe) >= 1.3x coqui's GPTTrainer + Trainer.fit() at the same batch size.
 Also printed: the trainable fraction of LoRA on the real XTTS-v2 dimensions, built on the meta device.
 """
 
@@ -92,11 +94,12 @@ class _Measured(Exception):
     """Raised after the last measured step, so validation and export stay out of the timings."""
 
 
-def run_ours(base: str, data: str, out: str, lora: bool, steps: int, batch: int) -> dict:
+def run_ours(base: str, data: str, out: str, lora: bool, steps: int, batch: int, group: int = 0) -> dict:
     from xttsflow.settings import load_settings
     from xttsflow.train import Trainer
 
     s = load_settings(None, env_file=None, use_lora=lora, max_steps=steps, batch_size=batch, num_workers=0,
+                      batch_group_size=group,
                       learning_rate=1e-4, lr_scheduler="constant", eval_audio=False, use_tensorboard=False,
                       save_every_n_steps=10**6, log_every_n_steps=10**6, resume=False)
     trainer = Trainer(s, base, dataset_dir=data, run_dir=Path(out) / s.run_name)
@@ -174,7 +177,8 @@ def worker(args) -> None:
     if args.worker == "coqui":
         result = run_coqui(args.base, args.data, args.out, args.steps, args.batch)
     else:
-        result = run_ours(args.base, args.data, args.out, args.worker == "lora", args.steps, args.batch)
+        result = run_ours(args.base, args.data, args.out, args.worker == "lora", args.steps, args.batch,
+                          48 if args.worker == "grouped" else 0)
     print("RESULT " + json.dumps(result))
 
 
@@ -231,7 +235,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="1: least disturbed by other jobs")
     parser.add_argument("--rounds", type=int, default=3, help="alternate the runs this many times")
-    parser.add_argument("--worker", choices=["lora", "full", "coqui"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["lora", "full", "coqui", "grouped"], help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -245,12 +249,13 @@ def main() -> None:
         work = Path(tmp)
         base, data = make_inputs(work, gpt, clips=(steps + 1) * args.batch)
         print(f"GPT {gpt}, batch {args.batch}, {steps} steps per run, {args.threads} threads, CPU\n")
-        results: dict[str, list[dict]] = {"lora": [], "full": [], "coqui": []}
+        results: dict[str, list[dict]] = {"lora": [], "full": [], "coqui": [], "grouped": []}
         for _ in range(args.rounds):  # alternate, so a busy machine slows all three alike
             for kind in results:
                 results[kind].append(measure(kind, base, data, work, steps, args.batch, args.threads))
     best = {k: min(v, key=lambda r: r["step_s"]) for k, v in results.items()}
-    names = {"lora": "ours, LoRA r=8", "full": "ours, full GPT", "coqui": "coqui GPTTrainer+Trainer, full"}
+    names = {"lora": "ours, LoRA r=8", "full": "ours, full GPT", "coqui": "coqui GPTTrainer+Trainer, full",
+             "grouped": "ours, full GPT, batch_group_size 48"}
     print("step time: median of the fastest round; RSS: whole process, growth = peak - after loading")
     print(f"{'run':32s} {'step s':>8s} {'RSS peak MB':>12s} {'RSS growth MB':>14s} {'trainable':>12s}")
     for kind, r in best.items():
@@ -268,6 +273,8 @@ def main() -> None:
     print(f"LoRA / full step time:                    {best['lora']['step_s'] / best['full']['step_s']:6.2f}")
     overhead = best["full"]["step_s"] / best["coqui"]["step_s"]
     print(f"our loop / coqui Trainer step time:       {overhead:6.2f}  (target <= 1.10)")
+    speedup = best["coqui"]["step_s"] / best["grouped"]["step_s"]  # same batch size: clips/s ratio
+    print(f"clips/s ours grouped / coqui Trainer:     {speedup:6.2f}  (target >= 1.30)")
     rows, rest = real_xtts_fraction()
     print("\nXTTS-v2 real dimensions (30 layers, 1024 channels; built on the meta device):")
     for name, trainable, total in rows:

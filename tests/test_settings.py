@@ -68,7 +68,7 @@ def test_env_vars_parse_lists_and_bools(monkeypatch):
         ({"lora_target_modules": []}, "lora_target_modules", "at least one LoRA target module"),
         ({"lora_target_modules": ["attn.q_proj"]}, "lora_target_modules", "unknown LoRA target module(s) attn.q_proj"),
         ({"eval_sentences": ["  "]}, "eval_sentences", "must not be empty"),
-        ({"base_model": "builtin:huge"}, "base_model", "the only builtin model is builtin:tiny"),
+        ({"base_model": "builtin:huge"}, "base_model", "the builtin models are builtin:tiny and builtin:xtts-v2-size"),
         ({"base_model": " "}, "base_model", "give builtin:tiny"),
         ({"device": "tpu"}, "device", "'auto', 'cpu' or 'cuda'"),
         ({"run_name": "../escape"}, "run_name", "should match pattern"),

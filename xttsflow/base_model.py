@@ -1,4 +1,7 @@
-"""The base model to fine-tune: builtin:tiny, a coqui-tts model name, or a local folder in XTTS's layout.
+"""The base model to fine-tune: builtin:tiny, builtin:xtts-v2-size, a coqui-tts model name, or a local XTTS folder.
+
+The two builtins are random weights built here, offline: builtin:tiny a 2-layer, 64-channel GPT (demo,
+tests), builtin:xtts-v2-size XTTS-v2's own dimensions (real-size memory and speed, no download).
 
 A name is looked up in coqui-tts's model list (which hub repository holds it) and fetched with
 xttsflow.hub: every file training needs, including the two that coqui's list leaves out for inference
@@ -19,8 +22,8 @@ from . import cli
 from .atomic import atomic_dir, link_or_copy
 from .errors import XttsflowError
 from .hub import hub_snapshot
-from .settings import BUILTIN_TINY, base_model_kind
-from .xtts_model import XTTS_FILES, build_tiny_checkpoint, check_layout
+from .settings import BUILTIN_TINY, BUILTIN_XTTS_V2_SIZE, BUILTINS, base_model_kind
+from .xtts_model import XTTS_FILES, build_tiny_checkpoint, build_xtts_v2_size_checkpoint, check_layout
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +66,10 @@ def prepare_base_model(spec: str, out_dir: str | Path, accept_cpml: bool = False
     """Make `out_dir` an XTTS folder of the base model that `spec` names (built, downloaded or linked)."""
     out_dir = Path(out_dir)
     if base_model_kind(spec) == "builtin":
-        if spec != BUILTIN_TINY:
-            raise XttsflowError(f"train: unknown builtin model {spec!r} (there is {BUILTIN_TINY})")
-        return build_tiny_checkpoint(out_dir, seed=seed)
+        builders = {BUILTIN_TINY: build_tiny_checkpoint, BUILTIN_XTTS_V2_SIZE: build_xtts_v2_size_checkpoint}
+        if spec not in builders:
+            raise XttsflowError(f"train: unknown builtin model {spec!r} (there are {' and '.join(BUILTINS)})")
+        return builders[spec](out_dir, seed=seed)
     source = download(spec, accept_cpml, models_file) if base_model_kind(spec) == "name" else Path(spec)
     check_layout(source)
     with atomic_dir(out_dir) as tmp:
@@ -79,10 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
 
     parser = cli.parser("base_model", __doc__.splitlines()[0])
-    parser.add_argument("spec", help="builtin:tiny, a coqui-tts model name, or a folder in XTTS's layout")
+    parser.add_argument("spec", help="builtin:tiny, builtin:xtts-v2-size, a coqui-tts model name, or a folder in "
+                        "XTTS's layout")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--accept-cpml", action="store_true", help="you accept the Coqui Public Model License")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the builtin:tiny random weights")
+    parser.add_argument("--seed", type=int, default=0, help="seed of a builtin model's random weights")
     args = parser.parse_args(argv)
     setup_console()
     print(prepare_base_model(args.spec, args.out_dir, args.accept_cpml, args.seed))

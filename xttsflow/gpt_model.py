@@ -120,6 +120,24 @@ def set_full_finetune(model) -> None:
         p.requires_grad_(True)
 
 
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute each GPT-2 block's activations in the backward pass instead of storing them.
+
+    transformers' own switch on XTTS's GPT2Model, non-reentrant: it works when the block inputs need no
+    gradient (LoRA) and replays the blocks' dropout with the same random numbers, so the gradients equal
+    the plain path's. Blocks only checkpoint in train mode; inference is untouched.
+    """
+    from functools import partial
+
+    from torch.utils.checkpoint import checkpoint
+
+    # (gradient_checkpointing_enable itself would also hook the input embeddings, which XTTS removed from
+    # its GPT2Model: it feeds inputs_embeds)
+    model.xtts.gpt.gpt._set_gradient_checkpointing(
+        enable=True, gradient_checkpointing_func=partial(checkpoint, use_reentrant=False)
+    )
+
+
 def trainable_state(model) -> dict[str, torch.Tensor]:
     """The trainable parameters by name (what a training checkpoint stores)."""
     return {name: p.detach() for name, p in model.xtts.gpt.named_parameters() if p.requires_grad}

@@ -25,6 +25,9 @@ from .options import NAME_PATTERN, Device, Options
 
 XTTS_V2 = "tts_models/multilingual/multi-dataset/xtts_v2"
 BUILTIN_TINY = "builtin:tiny"
+#: Random weights with XTTS-v2's own dimensions: real-size runs (memory, speed) without a download.
+BUILTIN_XTTS_V2_SIZE = "builtin:xtts-v2-size"
+BUILTINS = (BUILTIN_TINY, BUILTIN_XTTS_V2_SIZE)
 #: The transformers Conv1D layers of each GPT-2 block of XTTS's GPT that LoRA may adapt.
 LoraTarget = Literal["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
 LORA_TARGETS = get_args(LoraTarget)
@@ -33,7 +36,7 @@ _WORKFLOW_SECTION: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
 
 
 def base_model_kind(spec: str) -> str:
-    """What a base_model value names: builtin (builtin:tiny), name (a coqui-tts model name) or folder."""
+    """What a base_model value names: builtin (BUILTINS), name (a coqui-tts model name) or folder."""
     if spec.startswith("builtin:"):
         return "builtin"
     if spec.startswith("tts_models/") and not Path(spec).exists():
@@ -68,6 +71,10 @@ class TrainConfig(Options):
     output_sample_rate: Literal[OUTPUT_SAMPLE_RATE] = OUTPUT_SAMPLE_RATE
     batch_size: int = Field(4, ge=1)
     num_workers: int = Field(2, ge=0)
+    batch_group_size: int = Field(0, ge=0)
+    # --- memory
+    gradient_checkpointing: bool = False
+    gpu_memory_gb: Annotated[float, Field(gt=0)] | Literal["auto"] | None = None
     # --- optimisation
     num_epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1)
@@ -140,8 +147,8 @@ class TrainConfig(Options):
     def _base(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("give builtin:tiny, a coqui-tts model name or a folder, or leave it unset")
-        if value is not None and value.startswith("builtin:") and value != BUILTIN_TINY:
-            raise ValueError(f"the only builtin model is {BUILTIN_TINY}")
+        if value is not None and value.startswith("builtin:") and value not in BUILTINS:
+            raise ValueError(f"the builtin models are {' and '.join(BUILTINS)}")
         return value
 
     @model_validator(mode="after")
@@ -210,6 +217,8 @@ class TrainingSettings(TrainConfig, BaseSettings):
             "max_steps", "num_epochs", "num_workers", "use_tensorboard", "log_every_n_steps", "save_every_n_steps",
             "keep_checkpoints", "resume", "export_checkpoint", "eval_sentences", "eval_audio", "eval_audio_seconds",
             "device", "cuda_device_id", "accept_cpml",
+            "gradient_checkpointing",  # recomputes activations; the weights come out the same
+            "gpu_memory_gb",  # what it plans (batch_size, grad_accum_steps) goes into the run's fingerprint
         }
         return {k: v for k, v in self.snapshot().items() if k not in ignore}
 

@@ -22,10 +22,17 @@ import numpy as np
 import torch
 import yaml
 
-from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, cli, paths, train_data
+from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, cli, memory_plan, paths, train_data
 from .atomic import write_json
 from .errors import XttsflowError
-from .gpt_model import apply_lora, build_gpt_trainer, parameter_counts, set_full_finetune, trainable_state
+from .gpt_model import (
+    apply_lora,
+    build_gpt_trainer,
+    enable_gradient_checkpointing,
+    parameter_counts,
+    set_full_finetune,
+    trainable_state,
+)
 from .settings import TrainingSettings, load_settings
 from .xtts_model import export_model, save_adapter
 
@@ -202,6 +209,10 @@ class Trainer:
         else:
             set_full_finetune(self.model)
         self.counts = parameter_counts(self.model)
+        if s.gpu_memory_gb is not None:
+            self.settings = s = self._planned(s)
+        if s.gradient_checkpointing:
+            enable_gradient_checkpointing(self.model)
         log.info(
             "trainable parameters: %d of %d in the GPT (%.3f%%; %s), %d in the whole model",
             self.counts["trainable"],
@@ -228,6 +239,26 @@ class Trainer:
         self.step, self.epoch, self.batch = 0, 0, 0
         self.best_val, self.history = math.inf, []
         self._reference = None  # (audio, speaker embedding, language) for the TensorBoard samples
+
+    def _planned(self, s: TrainingSettings) -> TrainingSettings:
+        """The settings with batch_size, grad_accum_steps and checkpointing that memory_plan fits to the GPU."""
+        memory = s.gpu_memory_gb
+        if memory == "auto":
+            if self.device.type != "cuda":
+                log.info("gpu_memory_gb auto: training on %s, so batch_size and grad_accum_steps stay as set",
+                         self.device)
+                return s
+            memory = torch.cuda.get_device_properties(self.device).total_memory / 1e9
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        plan = memory_plan.plan(
+            float(memory), sum(t.numel() * t.element_size() for t in tensors), self.counts["trainable"],
+            max(self.train_set.lengths()) / TRAIN_SAMPLE_RATE, s.batch_size * s.grad_accum_steps,
+            True if s.gradient_checkpointing else None,
+            gpt_scale=self.model.xtts.gpt.layers * self.model.xtts.gpt.model_dim / memory_plan.MEASURED_GPT,
+        )
+        log.info("memory plan for a %.1f GB GPU: %s", memory, plan.describe())
+        return s.model_copy(update={"batch_size": plan.batch_size, "grad_accum_steps": plan.grad_accum_steps,
+                                    "gradient_checkpointing": plan.gradient_checkpointing})
 
     def _load_data(self, language: str | None) -> None:
         tokenizer, data = self.model.xtts.tokenizer, self.dataset_dir
@@ -325,7 +356,8 @@ class Trainer:
 
     def _epoch(self, logger: Logger, bar) -> None:
         s = self.settings
-        batches = train_data.loader(self.train_set, s.batch_size, s.num_workers, s.seed, self.epoch, self.batch)
+        batches = train_data.loader(self.train_set, s.batch_size, s.num_workers, s.seed, self.epoch, self.batch,
+                                    group_batches=s.batch_group_size)
         window, micro, started = Counter(), 0, time.perf_counter()
         for batch in batches:
             losses = forward(self.model, batch, self.device, self.amp_dtype)

@@ -144,6 +144,13 @@ class ClipDataset(torch.utils.data.Dataset):
         self.samples = samples
         self.tokenizer = tokenizer
         self.is_eval = is_eval
+        self._lengths: list[int] | None = None
+
+    def lengths(self) -> list[int]:
+        """Audio frames of each clip (read once)."""
+        if self._lengths is None:
+            self._lengths = clip_lengths(self.samples)
+        return self._lengths
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -187,27 +194,61 @@ def collate(batch: list[dict]) -> dict:
     return XTTSDataset.collate_fn(None, batch)
 
 
-class EpochOrder(torch.utils.data.Sampler):
-    """A shuffled pass over the clips fixed by (seed, epoch), starting `skip` items in: resumable exactly."""
+def epoch_order(size: int, seed: int, epoch: int, shuffle: bool = True, lengths: list[int] | None = None,
+                group_batches: int = 0, batch_size: int = 1) -> list[int]:
+    """The clip indices of one epoch, a function of (seed, epoch) only: shuffled, optionally length-grouped.
 
-    def __init__(self, size: int, seed: int, epoch: int, skip: int = 0, shuffle: bool = True):
-        self.size, self.seed, self.epoch, self.skip, self.shuffle = size, seed, epoch, skip, shuffle
+    Grouped (group_batches > 0, coqui's batch_group_size): the shuffled clips are cut into groups of
+    group_batches x batch_size, each group is sorted by `lengths` and cut into batches, and the full
+    batches are shuffled; a short last batch stays last, so cutting the list every batch_size items
+    gives back exactly these batches (which is what the DataLoader and a resume by position do).
+    """
+    if not shuffle:
+        return list(range(size))
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(size, generator=generator).tolist()
+    if not group_batches or lengths is None or batch_size < 2:
+        return order
+    group = group_batches * batch_size
+    batches = []
+    for start in range(0, size, group):
+        chunk = sorted(order[start : start + group], key=lambda i: (lengths[i], i))
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    short = [b for b in batches if len(b) < batch_size]
+    shuffled = [full[k] for k in torch.randperm(len(full), generator=generator).tolist()]
+    return [i for batch in shuffled + short for i in batch]
+
+
+def clip_lengths(samples: list[dict]) -> list[int]:
+    """Each clip's length in audio frames (the GPT's audio codes follow it), read from the file headers."""
+    return [sf.info(sample["audio_file"]).frames for sample in samples]
+
+
+class EpochOrder(torch.utils.data.Sampler):
+    """One epoch's order (epoch_order) from `skip` items in, with each item's seed: resumable exactly."""
+
+    def __init__(self, size: int, seed: int, epoch: int, skip: int = 0, shuffle: bool = True,
+                 lengths: list[int] | None = None, group_batches: int = 0, batch_size: int = 1):
+        self.order = epoch_order(size, seed, epoch, shuffle, lengths, group_batches, batch_size)
+        self.seed, self.epoch, self.skip = seed, epoch, skip
 
     def __iter__(self):
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-        else:
-            order = torch.arange(self.size)
-        for position in range(self.skip, self.size):
-            yield int(order[position]), hash((self.seed, self.epoch, position)) & 0x7FFFFFFF
+        for position in range(self.skip, len(self.order)):
+            yield self.order[position], hash((self.seed, self.epoch, position)) & 0x7FFFFFFF
 
     def __len__(self) -> int:
-        return self.size - self.skip
+        return len(self.order) - self.skip
 
 
-def loader(dataset: ClipDataset, batch_size: int, num_workers: int, seed: int, epoch: int, skip_batches: int = 0):
-    """Batches of one epoch from batch `skip_batches` on (train), or the whole split in order (eval)."""
-    order = EpochOrder(len(dataset), seed, epoch, skip_batches * batch_size, shuffle=not dataset.is_eval)
+def loader(dataset: ClipDataset, batch_size: int, num_workers: int, seed: int, epoch: int, skip_batches: int = 0,
+           group_batches: int = 0):
+    """Batches of one epoch from batch `skip_batches` on (train), or the whole split in order (eval).
+
+    group_batches > 0 groups the batches by clip length (epoch_order)."""
+    lengths = dataset.lengths() if group_batches and not dataset.is_eval else None
+    order = EpochOrder(len(dataset), seed, epoch, skip_batches * batch_size, shuffle=not dataset.is_eval,
+                       lengths=lengths, group_batches=group_batches, batch_size=batch_size)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=order, collate_fn=collate, num_workers=num_workers,
         # a private generator: worker seeding must not consume the global RNG that a resume restores

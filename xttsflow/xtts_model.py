@@ -39,6 +39,9 @@ INFERENCE_FILES = ("model.pth", "config.json", "vocab.json")
 #: XTTS-v2 has 1024 DVAE codes plus a start and a stop token; coqui's GPTTrainer fixes the rest of the DVAE.
 AUDIO_CODES = 1024
 TINY_GPT = {"gpt_layers": 2, "gpt_n_model_channels": 64, "gpt_n_heads": 4}
+#: XTTS-v2's own GPT (441 M parameters) and the size of its text vocabulary (its vocab.json has 6681 ids).
+XTTS_V2_GPT = {"gpt_layers": 30, "gpt_n_model_channels": 1024, "gpt_n_heads": 16}
+XTTS_V2_TEXT_TOKENS = 6681
 _SPECIAL = ["[STOP]", "[UNK]", "[SPACE]"]  # ids 0, 1, 2 as in XTTS's vocab: the dataset asserts on 0 and 1
 _LOAD_ERRORS = (RuntimeError, ValueError, KeyError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile)
 
@@ -161,8 +164,13 @@ def _alphabet() -> list[str]:
     return [c for c in chars if c.isprintable() and not c.isspace()]
 
 
-def build_tokenizer(path: Path, merges: int = 256) -> None:
-    """A BPE tokenizer in XTTS's vocab.json format, trained locally on the demo sentences."""
+def build_tokenizer(path: Path, merges: int = 256, size: int | None = None) -> None:
+    """A BPE tokenizer in XTTS's vocab.json format, trained locally on the demo sentences.
+
+    `size` pads the vocabulary to that many ids with filler special tokens that no text contains, so the
+    GPT's text embedding and text head get the shape of a real vocabulary (XTTS-v2: 6681 ids) although
+    the demo sentences teach far fewer merges.
+    """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from TTS.tts.configs.xtts_config import XttsConfig
 
@@ -180,6 +188,9 @@ def build_tokenizer(path: Path, merges: int = 256) -> None:
     tokenizer.train_from_iterator([s.lower() for s in DEMO_SENTENCES], trainer=trainer)
     languages = XttsConfig().languages
     tokenizer.add_special_tokens(["[START]"] + [f"[{lang}]" for lang in languages])
+    missing = (size or 0) - tokenizer.get_vocab_size()
+    if missing > 0:
+        tokenizer.add_special_tokens([f"<xttsflow-unused-{i}>" for i in range(missing)])
     tokenizer.save(str(path))
 
 
@@ -232,16 +243,29 @@ def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
     return build_random_checkpoint(out_dir, seed, **TINY_GPT)
 
 
+def build_xtts_v2_size_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
+    """A random XTTS with XTTS-v2's dimensions: its GPT (XTTS_V2_GPT), text vocabulary size and audio-code limits.
+
+    The audio limits (1026 audio tokens, 605 codes, 402 text tokens, 70 prompt codes) are XttsConfig's
+    defaults, which are XTTS-v2's; model.pth is about 1.8 GB, like the real one.
+    """
+    return build_random_checkpoint(out_dir, seed, text_tokens=XTTS_V2_TEXT_TOKENS, **XTTS_V2_GPT)
+
+
 def build_random_checkpoint(out_dir: str | Path, seed: int = 0, gpt_layers: int = 2, gpt_n_model_channels: int = 64,
-                            gpt_n_heads: int = 4) -> Path:
-    """A randomly initialised XTTS of the given GPT size (XTTS-v2: 30 layers, 1024 channels, 16 heads)."""
+                            gpt_n_heads: int = 4, text_tokens: int | None = None) -> Path:
+    """A randomly initialised XTTS of the given GPT size (XTTS-v2: 30 layers, 1024 channels, 16 heads).
+
+    `text_tokens` pads the tokenizer to that vocabulary size (see build_tokenizer); unset, it has the ids
+    the demo sentences give (about 1,700).
+    """
     from TTS.tts.models.xtts import Xtts
 
     gpt = {"gpt_layers": gpt_layers, "gpt_n_model_channels": gpt_n_model_channels, "gpt_n_heads": gpt_n_heads}
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     with atomic_dir(out_dir) as tmp:
-        build_tokenizer(tmp / "vocab.json")
+        build_tokenizer(tmp / "vocab.json", size=text_tokens)
         config = _random_config(tmp / "vocab.json", gpt)
         fix_generation_cache()
         model = Xtts(config)
@@ -259,7 +283,7 @@ def build_random_checkpoint(out_dir: str | Path, seed: int = 0, gpt_layers: int 
         save_state(tmp / "speakers_xtts.pth", {"tiny": {"gpt_cond_latent": latents, "speaker_embedding": embedding}})
         write_json(tmp / "config.json", config.to_dict())
         write_json(tmp / "xttsflow.json", {"builder": "xttsflow.xtts_model.build_random_checkpoint", "seed": seed,
-                                           **gpt})
+                                           "text_tokens": config.model_args.gpt_number_text_tokens, **gpt})
     log.info("built a random XTTS checkpoint (%s) in %s", gpt, out_dir)
     return out_dir
 

@@ -1,0 +1,72 @@
+"""Memory and speed options of the train stage on the tiny XTTS: gradient checkpointing gives the plain path's
+losses and weights; length-grouped batches keep a random, exactly resumable order with less padding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from train_fixtures import folders, settings, tiny_base, tiny_dataset
+
+from xttsflow import checkpoints
+from xttsflow.train import Trainer
+from xttsflow.train_data import EpochOrder, epoch_order
+
+
+def _run(tmp, **overrides):
+    trainer = Trainer(settings(**overrides), tiny_base(), **folders(tmp, tiny_dataset(8, 1)))
+    summary = trainer.run(progress=False)
+    last = checkpoints.load_state(checkpoints.periodic(trainer.run_dir)[-1])
+    return [e["loss"] for e in summary["history"] if "loss" in e], last["trainable"]
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_gives_the_plain_losses_and_weights(tmp_path):
+    # dropout on (GPT-2's own 0.1 and LoRA's): the recomputed blocks must replay the same random numbers
+    common = dict(max_steps=4, learning_rate=1e-3, lora_dropout=0.1)
+    plain_losses, plain = _run(tmp_path / "plain", **common)
+    ckpt_losses, ckpt = _run(tmp_path / "ckpt", gradient_checkpointing=True, **common)
+    assert len(plain_losses) == 4
+    torch.testing.assert_close(torch.tensor(ckpt_losses), torch.tensor(plain_losses), rtol=0, atol=1e-5)
+    assert plain.keys() == ckpt.keys()
+    for name, value in plain.items():
+        torch.testing.assert_close(ckpt[name], value, rtol=0, atol=1e-5)
+
+
+def test_gradient_checkpointing_is_on_only_while_training(tmp_path):
+    trainer = Trainer(settings(max_steps=1, gradient_checkpointing=True), tiny_base(), **folders(tmp_path))
+    gpt2 = trainer.model.xtts.gpt.gpt
+    assert gpt2.gradient_checkpointing and gpt2.training
+    # a run may switch checkpointing on or off and still resume: the weights do not depend on it
+    plain = Trainer(settings(max_steps=1), tiny_base(), **folders(tmp_path / "plain"))
+    assert plain.fingerprint == trainer.fingerprint
+
+
+def test_grouped_order_is_a_random_permutation_of_length_sorted_batches():
+    lengths = [int(x) for x in torch.randint(5 * 22050, 11 * 22050, (203,), generator=torch.Generator().manual_seed(1))]
+    orders = [epoch_order(203, 7, epoch, lengths=lengths, group_batches=4, batch_size=8) for epoch in range(3)]
+    for order in orders:
+        assert sorted(order) == list(range(203))  # every clip once per epoch
+        batches = [order[i : i + 8] for i in range(0, 203, 8)]
+        assert len(batches[-1]) == 203 % 8  # the one short batch is last
+        for batch in batches:
+            assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)
+    assert len({tuple(o) for o in orders}) == 3  # another epoch, another order
+    # a function of (seed, epoch)
+    assert orders[0] == epoch_order(203, 7, 0, lengths=lengths, group_batches=4, batch_size=8)
+    # the batches come in random length order, not longest-last
+    firsts = [lengths[orders[0][i]] for i in range(0, 200, 8)]
+    assert firsts != sorted(firsts) and firsts != sorted(firsts, reverse=True)
+    # a resume by position sees exactly the rest of the epoch, with the same item seeds
+    full = list(EpochOrder(203, 7, 0, 0, lengths=lengths, group_batches=4, batch_size=8))
+    assert list(EpochOrder(203, 7, 0, 5 * 8, lengths=lengths, group_batches=4, batch_size=8)) == full[40:]
+
+
+@pytest.mark.slow
+def test_grouped_batches_resume_exactly(tmp_path):
+    common = dict(batch_group_size=2, learning_rate=1e-3, lora_dropout=0.1, save_every_n_steps=100)
+    straight_losses, straight = _run(tmp_path / "straight", max_steps=6, **common)
+    _run(tmp_path / "resumed", max_steps=3, **common)  # stops mid-epoch (4 batches an epoch)
+    resumed_losses, resumed = _run(tmp_path / "resumed", max_steps=6, **common)
+    torch.testing.assert_close(torch.tensor(resumed_losses), torch.tensor(straight_losses), rtol=0, atol=1e-6)
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6)
