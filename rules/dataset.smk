@@ -4,8 +4,10 @@ rule speaker_embed:
     input:
         manifest=paths.SEGMENTS_MANIFEST,
         segments=paths.SEGMENTS,
+        segment_status=paths.status("segment"),
     output:
         embeddings=paths.EMBEDDINGS,
+        status=paths.status("speaker_embed"),
     log:
         paths.log("speaker_embed/{source}"),
     conda:
@@ -25,6 +27,9 @@ rule dataset:
         transcripts=per_source(paths.TRANSCRIPT),
         manifests=per_source(paths.SEGMENTS_MANIFEST),
         embeddings=per_source(paths.EMBEDDINGS),
+        # which sources failed where (on_source_error: skip): left out of the dataset, listed in stats.json
+        statuses=lambda wildcards: source_targets(paths.status("transcribe")) + source_targets(paths.status("speaker_embed"))
+        + expand(paths.URL_STATUS, url_id=URL_IDS),
         vocab=lambda wildcards: config["dataset"].get("vocab") or [],
     output:
         wavs=directory(paths.DATASET_WAVS),

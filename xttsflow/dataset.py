@@ -26,6 +26,7 @@ from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES, cli, paths
 from .atomic import atomic_dir, link_or_copy, read_json, write_json, write_text
 from .errors import XttsflowError
 from .options import DatasetConfig, parse
+from .status import STATUS_GLOB, read_status
 from .textnorm import XttsText, clean, normalize, same_language, xtts_language
 
 log = logging.getLogger(__name__)
@@ -302,22 +303,44 @@ def _datasets(kept: list[Clip], files: dict[str, dict[str, str]]) -> list[dict]:
              "meta_file_val": files[lang]["val"], "language": xtts_language(lang)} for lang in languages]
 
 
-def _empty_dataset_error(clips: list[Clip], sources: dict) -> XttsflowError:
+def _empty_dataset_error(clips: list[Clip], sources: dict, failed: dict) -> XttsflowError:
     counts = Counter(f for c in clips for f in c.reasons)
     removed = ", ".join(f"{name} {counts[name]}" for name in FILTERS if counts[name]) or "nothing"
     broken = [f"{s}: {info['error']}" for s, info in sources.items() if info.get("error")]
+    broken += [f"{s} (failed in {why['stage']}): {why['reason']}" for s, why in failed.items()]
     return XttsflowError(
         f"dataset: no usable clips — {len(clips)} segments from {len(sources)} source(s), filters removed: "
-        f"{removed}" + (f"; unreadable sources: {'; '.join(broken)}" if broken else "")
+        f"{removed}" + (f"; failed or unreadable sources: {'; '.join(broken)}" if broken else "")
         + ". Check the transcripts, or loosen the filters in the config's dataset: section")
 
 
-def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: DatasetConfig) -> dict:
-    """Filter, normalise and split every source's clips into `out_dir` (replaced whole); return stats."""
+def failed_sources(statuses: Sequence) -> dict[str, dict]:
+    """Source id -> {stage, reason} of each source a status file (xttsflow/status.py) says failed."""
+    failed: dict[str, dict] = {}
+    for path in statuses:
+        record = read_status(path)
+        if record is None:
+            failed[Path(path).stem] = {"stage": Path(path).parent.name,
+                                       "reason": f"{path} is missing or unreadable — re-run that job"}
+        elif not record["ok"]:
+            failed.setdefault(record.get("source") or Path(path).stem,
+                              {"stage": record["stage"], "reason": record["reason"]})
+    return dict(sorted(failed.items()))
+
+
+def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: DatasetConfig,
+                  failed: dict[str, dict] | None = None) -> dict:
+    """Filter, normalise and split every source's clips into `out_dir` (replaced whole); return stats.
+
+    `failed` (failed_sources) are left out whole, never half-counted, and listed in stats.json."""
     out_dir = Path(out_dir)
     xtts = XttsText(config.vocab)
     clips: list[Clip] = []
     per_source: dict[str, dict] = {}
+    failed = dict(failed or {})
+    for source, why in failed.items():
+        log.warning("dataset: source %s left out — it failed in %s: %s", source, why["stage"], why["reason"])
+    sources = [f for f in sources if f.source not in failed]
     for files in sorted(sources, key=lambda f: f.source):
         found, error = _read_source(files, config)
         per_source[files.source] = {"segments": len(found), **({"error": error} if error else {})}
@@ -345,7 +368,7 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
         else:
             log.info("dataset: %d of %d clips kept from source %s", info["kept"], len(mine), source)
     if not kept:
-        raise _empty_dataset_error(clips, per_source)
+        raise _empty_dataset_error(clips, per_source, failed)
 
     moved = assign_split(kept, config.val_fraction, config.min_val_clips)
     train = [c for c in kept if c.split == "train"]
@@ -378,6 +401,7 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
             "split": {"method": "sha256(clip id)", "val_fraction": config.val_fraction,
                       "min_val_clips": config.min_val_clips, "moved_for_small_groups": moved},
             "sources": per_source,
+            "failed_sources": failed,
             "speakers": {s: _summary([c for c in kept if c.speaker == s]) for s in sorted({c.speaker for c in kept})},
             "languages": {xtts_language(lang): _summary([c for c in kept if c.language == lang]) for lang in languages},
             "text": {"tokenizer": xtts.method, "max_tokens": max(c.tokens for c in kept),
@@ -446,7 +470,8 @@ def main(argv: list[str] | None = None) -> None:
     config = parse(DatasetConfig, {name: getattr(args, name) for name in DatasetConfig.model_fields})
     sources = sources_from_paths(transcripts, sorted((root / "segments").glob("*.json")),
                                  sorted((root / "embeddings").glob("*.npz")))
-    stats = build_dataset(sources, args.out or root / "dataset", config)
+    statuses = sorted(root.glob(STATUS_GLOB))
+    stats = build_dataset(sources, args.out or root / "dataset", config, failed=failed_sources(statuses))
     print(f"{stats['clips']} clips ({stats['seconds'] / 60:.1f} min), {stats['rejected']} rejected: "
           f"{stats['rejected_by_filter']}")
 

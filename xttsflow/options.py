@@ -82,6 +82,7 @@ class TopLevel(Options):
     sources: list[SourceEntry] = Field(min_length=1)
     until: Stage = "evaluate"
     default_language: Language = "pt"
+    on_source_error: Literal["skip", "stop"] = "skip"
 
 
 # ---------- sections ----------
