@@ -107,7 +107,7 @@ class SegmentConfig(Options):
 
     method: Literal["silence", "vad"] = "silence"
     min_duration: float = Field(5.0, gt=0)
-    max_duration: float = Field(15.0, gt=0)
+    max_duration: float = Field(XTTS_MAX_SECONDS, gt=0)
     silence_thresh_dbfs: float = Field(-40.0, lt=0)
     min_silence_ms: Annotated[int, Field(ge=10), because("must be at least one 10 ms frame")] = 500
     keep_silence_ms: int = Field(250, ge=0)
@@ -120,6 +120,11 @@ class SegmentConfig(Options):
 
     @model_validator(mode="after")
     def _consistent(self) -> SegmentConfig:
+        if self.max_duration > XTTS_MAX_SECONDS:
+            # A longer segment would be cut here only to be dropped by the dataset stage (XTTS trains on none).
+            raise ValueError(f"segment.max_duration ({self.max_duration}) must be at most {XTTS_MAX_SECONDS} s: "
+                             f"XTTS's trainer drops clips over {XTTS_MAX_WAV_SAMPLES} samples at "
+                             f"{TRAIN_SAMPLE_RATE} Hz — lower it")
         ordered("segment", self, "min_duration", "max_duration")
         if self.max_inner_pause_ms < self.min_silence_ms:
             raise ValueError(f"segment.max_inner_pause_ms ({self.max_inner_pause_ms}) must not be below "
