@@ -194,6 +194,14 @@ def test_every_filter_is_counted_and_explained(tmp_path, voices):
     assert kept == {"0001", "0015", "0016", "0017", "0018", "0019", "0020"}
     assert stats["clips"] == 7 and stats["rejected"] == 14 and stats["segments_in"] == 21
     assert stats["sources"]["mix-00000001"]["kept"] == 7
+    # every second accounted for: kept plus each drop (charged to its first filter) is what was decoded
+    seconds = stats["sources"]["mix-00000001"]["accounting"]
+    assert seconds["kept"] == pytest.approx(stats["accounting"]["kept"]) == pytest.approx(stats["seconds"], abs=1e-2)
+    assert seconds["kept"] + sum(seconds["dropped"].values()) == pytest.approx(seconds["decoded"], abs=1e-2)
+    assert seconds["transcribed"] == pytest.approx(seconds["in_segments"] - len(v["s2"]) / SR, abs=1e-2)
+    assert set(seconds["dropped"]) == {"transcribe: untranscribed", *(f"dataset: {f}" for f in (
+        "audio", "duration", "empty_text", "language", "characters", "text_tokens", "confidence", "flags",
+        "speaker", "silence"))}
 
 
 def test_each_filter_can_be_turned_off(tmp_path, voices):

@@ -314,6 +314,54 @@ def _empty_dataset_error(clips: list[Clip], sources: dict, failed: dict) -> Xtts
         + ". Check the transcripts, or loosen the filters in the config's dataset: section")
 
 
+# ---------- where every second went ----------
+
+#: The stage whose decision each filter is (the rest are the dataset stage's own).
+FILTER_STAGE = {"untranscribed": "transcribe"}
+
+
+def account(manifest: Path, clips: list[Clip]) -> dict:
+    """One source's seconds: decoded -> in segments -> transcribed -> kept, and each drop's stage and reason.
+
+    A rejected clip's seconds are charged to its first failed filter (FILTERS order), so the drops add up
+    to decoded minus kept.
+    """
+    try:
+        record = read_json(manifest)
+    except (OSError, ValueError):
+        record = {}
+    in_segments = float(record.get("segments_duration") or sum(c.duration for c in clips))
+    dropped: Counter = Counter()
+    for piece in record.get("dropped", []):
+        dropped[f"segment: {piece.get('reason', 'dropped')}"] += float(piece.get("duration", 0.0))
+    decoded = float(record.get("total_duration") or in_segments + sum(dropped.values()))
+    # what no segment holds: pauses beyond keep_silence_ms, silence, and the dropped pieces listed above
+    dropped["segment: silence and pauses outside segments"] += max(0.0, decoded - in_segments - sum(dropped.values()))
+    transcribed = kept = 0.0
+    for clip in clips:
+        if "untranscribed" not in clip.reasons:
+            transcribed += clip.duration
+        if not clip.reasons:
+            kept += clip.duration
+            continue
+        first = next(f for f in FILTERS if f in clip.reasons)
+        dropped[f"{FILTER_STAGE.get(first, 'dataset')}: {first}"] += clip.duration
+    return {"decoded": round(decoded, 3), "in_segments": round(in_segments, 3), "transcribed": round(transcribed, 3),
+            "kept": round(kept, 3), "dropped": {k: round(v, 3) for k, v in sorted(dropped.items()) if v > 0}}
+
+
+def total_seconds(per_source: list[dict], failed: dict[str, dict]) -> dict:
+    """The sum of the sources' accounts, plus the failed sources (their seconds never reached a segment)."""
+    total = {key: round(sum(acc[key] for acc in per_source), 3)
+             for key in ("decoded", "in_segments", "transcribed", "kept")}
+    dropped: Counter = Counter()
+    for acc in per_source:
+        dropped.update(acc["dropped"])
+    total["dropped"] = {k: round(v, 3) for k, v in sorted(dropped.items())}
+    total["failed_sources"] = {source: f"{why['stage']}: {why['reason']}" for source, why in failed.items()}
+    return total
+
+
 def failed_sources(statuses: Sequence) -> dict[str, dict]:
     """Source id -> {stage, reason} of each source a status file (xttsflow/status.py) says failed."""
     failed: dict[str, dict] = {}
@@ -356,8 +404,10 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
 
     kept = [c for c in clips if not c.reasons]
     rejected = [c for c in clips if c.reasons]
+    manifests = {files.source: files.manifest for files in sources}
     for source, info in per_source.items():
         mine = [c for c in clips if c.source == source]
+        info["accounting"] = account(manifests[source], mine)
         info["kept"] = sum(not c.reasons for c in mine)
         info["rejected_by_filter"] = dict(Counter(f for c in mine for f in c.reasons))
         if mine:
@@ -402,6 +452,7 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
                       "min_val_clips": config.min_val_clips, "moved_for_small_groups": moved},
             "sources": per_source,
             "failed_sources": failed,
+            "accounting": total_seconds([info["accounting"] for info in per_source.values()], failed),
             "speakers": {s: _summary([c for c in kept if c.speaker == s]) for s in sorted({c.speaker for c in kept})},
             "languages": {xtts_language(lang): _summary([c for c in kept if c.language == lang]) for lang in languages},
             "text": {"tokenizer": xtts.method, "max_tokens": max(c.tokens for c in kept),
