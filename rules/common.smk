@@ -28,6 +28,8 @@ LOCAL_IDS = sorted(s.id for s in SOURCES.values() if s.kind == "local")
 URL_IDS = sorted(s.id for s in SOURCES.values() if s.kind == "url")
 RUN = config["train"].get("run_name", "main")
 # Transcription options that change a transcript; `workers` only changes speed, so it re-runs nothing.
+# The dataset's audio-quality screen runs (rule quality) only where one of its thresholds is set.
+QUALITY_SCREEN = any(config["dataset"].get(k) is not None for k in ("min_dnsmos_ovrl", "min_dnsmos_bak", "min_snr_db"))
 TRANSCRIBE_RESULT_OPTIONS = {k: v for k, v in config["transcribe"].items() if k != "workers"}
 
 

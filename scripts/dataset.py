@@ -6,7 +6,8 @@ from xttsflow.logs import to_file
 
 with to_file(snakemake.log[0]):
     build_dataset(
-        sources_from_paths(snakemake.input.transcripts, snakemake.input.manifests, snakemake.input.embeddings),
+        sources_from_paths(snakemake.input.transcripts, snakemake.input.manifests, snakemake.input.embeddings,
+                           snakemake.input.quality),
         out_dir=Path(snakemake.output.stats).parent,
         config=DatasetConfig(**snakemake.params.cfg),
         failed=failed_sources(snakemake.input.statuses),

@@ -100,9 +100,9 @@ def test_two_broken_sources_of_five_do_not_block_the_dataset(tmp_path, make_spee
     assert failed[broken_id]["stage"] == "ingest" and "is not audio" in failed[broken_id]["reason"]
     assert failed[url_id]["stage"] == "ingest" and "404" in failed[url_id]["reason"]
     accounting = stats["accounting"]
-    assert sorted(accounting["failed_sources"]) == sorted([broken_id, url_id])
+    assert sorted(accounting["total"]["failed_sources"]) == sorted([broken_id, url_id])
     for sid in good.values():  # every decoded second is kept or dropped with its stage and reason
-        acc = stats["sources"][sid]["accounting"]
+        acc = accounting["sources"][sid]
         assert acc["decoded"] > acc["in_segments"] >= acc["transcribed"] >= acc["kept"] > 0
         assert acc["kept"] + sum(acc["dropped"].values()) == pytest.approx(acc["decoded"], abs=0.05)
     kept = (work / "dataset" / "metadata.csv").read_text().splitlines()

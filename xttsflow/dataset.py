@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: Filters in the order rejected.csv lists them (a clip may fail several).
 FILTERS = ("audio", "untranscribed", "duration", "empty_text", "language", "characters", "text_tokens",
-           "confidence", "flags", "speaker", "silence")
+           "confidence", "flags", "speaker", "silence", "quality")
 #: Flags the transcribe screen raises that the dataset's own filters judge with their own thresholds.
 OWN_FILTER_FLAGS = ("avg_logprob", "no_speech_prob", "language")
 LJSPEECH_FILES = {"all": paths.METADATA, "train": paths.METADATA_TRAIN, "val": paths.METADATA_VAL}
@@ -49,6 +49,7 @@ class SourceFiles:
     transcript: Path
     manifest: Path
     embeddings: Path | None = None
+    quality: Path | None = None  # quality/{source}.json, where the quality screen is on
 
     @property
     def segments_dir(self) -> Path:
@@ -172,6 +173,28 @@ def _check_transcript_quality(clip: Clip, config: DatasetConfig) -> None:
         clip.reject("silence", f"speech_ratio {ratio:.2f} < {config.min_speech_ratio}")
 
 
+def _check_quality(clips: list[Clip], sources: Sequence[SourceFiles], config: DatasetConfig) -> None:
+    """The audio-quality screen: DNSMOS P.835 and SNR (quality/{source}.json) against their thresholds."""
+    if not config.screens_quality:
+        return
+    scores: dict[str, dict] = {}
+    for files in sources:
+        if files.quality is not None and Path(files.quality).is_file():
+            scores.update(read_json(files.quality).get("clips", {}))
+    limits = (("ovrl", config.min_dnsmos_ovrl, "DNSMOS OVRL"), ("bak", config.min_dnsmos_bak, "DNSMOS BAK"),
+              ("snr_db", config.min_snr_db, "SNR"))
+    for clip in clips:
+        found = scores.get(clip.id)
+        if found is None:
+            clip.reject("quality", "no quality scores for this clip (re-run its quality job)")
+            continue
+        clip.segment["quality"] = found
+        for key, limit, name in limits:
+            if limit is not None and found.get(key, float("-inf")) < limit:
+                clip.reject("quality", f"{name} {found.get(key)} < {limit}")
+                break
+
+
 def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: DatasetConfig) -> None:
     """Reject clips far from their speaker's centroid (fit over all of that speaker's sources)."""
     if config.speaker_similarity is None:
@@ -290,6 +313,13 @@ def _summary(clips: list[Clip]) -> dict:
             "max_s": round(max(durations), 3)}
 
 
+def _quality_summary(kept: list[Clip]) -> dict:
+    """Mean DNSMOS and SNR of the kept clips (each clip's scores are in quality/{source}.json)."""
+    scores = [c.segment["quality"] for c in kept if "quality" in c.segment]
+    return {key: round(statistics.fmean(s[key] for s in scores), 3) for key in ("sig", "bak", "ovrl", "snr_db")
+            if scores}
+
+
 def _datasets(kept: list[Clip], files: dict[str, dict[str, str]]) -> list[dict]:
     """Coqui BaseDatasetConfig fields (path relative to the dataset folder) that load this dataset."""
     languages = sorted({c.language for c in kept})
@@ -401,13 +431,15 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
             _check_text(clip, config, xtts)
         _check_transcript_quality(clip, config)
     _check_speakers(clips, sources, config)
+    _check_quality(clips, sources, config)
 
     kept = [c for c in clips if not c.reasons]
     rejected = [c for c in clips if c.reasons]
     manifests = {files.source: files.manifest for files in sources}
+    accounts = {}
     for source, info in per_source.items():
         mine = [c for c in clips if c.source == source]
-        info["accounting"] = account(manifests[source], mine)
+        accounts[source] = account(manifests[source], mine)
         info["kept"] = sum(not c.reasons for c in mine)
         info["rejected_by_filter"] = dict(Counter(f for c in mine for f in c.reasons))
         if mine:
@@ -452,7 +484,8 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
                       "min_val_clips": config.min_val_clips, "moved_for_small_groups": moved},
             "sources": per_source,
             "failed_sources": failed,
-            "accounting": total_seconds([info["accounting"] for info in per_source.values()], failed),
+            **({"quality": _quality_summary(kept)} if config.screens_quality else {}),
+            "accounting": {"total": total_seconds(list(accounts.values()), failed), "sources": accounts},
             "speakers": {s: _summary([c for c in kept if c.speaker == s]) for s in sorted({c.speaker for c in kept})},
             "languages": {xtts_language(lang): _summary([c for c in kept if c.language == lang]) for lang in languages},
             "text": {"tokenizer": xtts.method, "max_tokens": max(c.tokens for c in kept),
@@ -469,14 +502,17 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
     return stats
 
 
-def sources_from_paths(transcripts: Sequence, manifests: Sequence, embeddings: Sequence = ()) -> list[SourceFiles]:
-    """Pair each source's files by name (transcripts/X.json, segments/X.json, embeddings/X.npz)."""
+def sources_from_paths(transcripts: Sequence, manifests: Sequence, embeddings: Sequence = (),
+                       quality: Sequence = ()) -> list[SourceFiles]:
+    """Pair each source's files by name (transcripts/X.json, segments/X.json, embeddings/X.npz, quality/X.json)."""
     by_name = {Path(p).stem: Path(p) for p in manifests}
     emb = {Path(p).stem: Path(p) for p in embeddings}
+    scores = {Path(p).stem: Path(p) for p in quality}
     missing = [Path(t).stem for t in transcripts if Path(t).stem not in by_name]
     if missing:
         raise XttsflowError(f"dataset: no segments manifest for source(s) {missing} — run the segment stage first")
-    return [SourceFiles(Path(t).stem, Path(t), by_name[Path(t).stem], emb.get(Path(t).stem)) for t in transcripts]
+    return [SourceFiles(Path(t).stem, Path(t), by_name[Path(t).stem], emb.get(Path(t).stem), scores.get(Path(t).stem))
+            for t in transcripts]
 
 
 # ---------- command line ----------
@@ -507,7 +543,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
             kind = {int: int, float: float}.get(type(value), str)
-            if name in ("min_avg_logprob", "max_no_speech_prob", "speaker_similarity", "min_speech_ratio"):
+            if name in ("min_avg_logprob", "max_no_speech_prob", "speaker_similarity", "min_speech_ratio",
+                        "min_dnsmos_ovrl", "min_dnsmos_bak", "min_snr_db"):
                 kind = _optional(float)
             parser.add_argument(flag, type=kind, default=value, help=f"default: {value}")
     args = parser.parse_args(argv)
@@ -520,7 +557,7 @@ def main(argv: list[str] | None = None) -> None:
         raise XttsflowError(f"dataset: no transcripts found in {root / 'transcripts'} — run the transcribe stage first")
     config = parse(DatasetConfig, {name: getattr(args, name) for name in DatasetConfig.model_fields})
     sources = sources_from_paths(transcripts, sorted((root / "segments").glob("*.json")),
-                                 sorted((root / "embeddings").glob("*.npz")))
+                                 sorted((root / "embeddings").glob("*.npz")), sorted((root / "quality").glob("*.json")))
     statuses = sorted(root.glob(STATUS_GLOB))
     stats = build_dataset(sources, args.out or root / "dataset", config, failed=failed_sources(statuses))
     print(f"{stats['clips']} clips ({stats['seconds'] / 60:.1f} min), {stats['rejected']} rejected: "

@@ -167,6 +167,14 @@ class DatasetConfig(Options):
     unsupported_chars: Literal["reject", "strip"] = "reject"
     val_fraction: float = Field(0.1, ge=0, lt=1)
     min_val_clips: int = Field(1, ge=0)
+    # the audio-quality screen (xttsflow/quality.py); any of them set adds the per-source quality job
+    min_dnsmos_ovrl: float | None = Field(None, ge=1, le=5)
+    min_dnsmos_bak: float | None = Field(None, ge=1, le=5)
+    min_snr_db: float | None = None
+
+    @property
+    def screens_quality(self) -> bool:
+        return any(v is not None for v in (self.min_dnsmos_ovrl, self.min_dnsmos_bak, self.min_snr_db))
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetConfig:

@@ -47,6 +47,7 @@ SEGMENTS_MANIFEST = "segments/{source}.json"
 TRANSCRIPT = "transcripts/{source}.json"
 # dataset (speaker_embed feeds it)
 EMBEDDINGS = "embeddings/{source}.npz"
+QUALITY = "quality/{source}.json"  # DNSMOS and SNR per segment (only when the dataset's quality screen is on)
 DATASET = "dataset"
 DATASET_WAVS = f"{DATASET}/{WAVS}"
 DATASET_METADATA = f"{DATASET}/{METADATA}"

@@ -1,0 +1,87 @@
+"""The audio-quality screen (issue 10.4): DNSMOS P.835 from the speechmos wheel's ONNX model, and SNR."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import test_dataset
+from test_dataset import good_clips, write_source
+
+from xttsflow.audio import read_wav, resample
+from xttsflow.dataset import build_dataset
+from xttsflow.options import DatasetConfig
+from xttsflow.quality import DNSMOS_RATE, Dnsmos, score_source, snr_db
+
+SR = 22050
+voices = test_dataset.voices  # the fixture, shared with the dataset tests
+
+
+def _mix(speech: np.ndarray, background: np.ndarray, snr: float) -> np.ndarray:
+    """`background` under `speech` at `snr` dB (powers over the whole clip)."""
+    bg = np.resize(background, speech.size)
+    bg = bg * np.sqrt(np.mean(speech ** 2) / np.mean(bg ** 2) / 10 ** (snr / 10))
+    return np.clip(speech + bg, -1, 1).astype(np.float32)
+
+
+def _music(n: int, sr: int = SR) -> np.ndarray:
+    t = np.arange(n) / sr
+    chord = sum(np.sin(2 * np.pi * f * t) / (k + 1) for k, f in enumerate((220.0, 277.2, 329.6, 440.0)))
+    return (chord * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)  # a pulsing chord
+
+
+@pytest.fixture(scope="module")
+def lj_clip(ljspeech_dir) -> np.ndarray:
+    samples, rate = read_wav(sorted((ljspeech_dir / "wavs").glob("*.wav"))[0])
+    assert rate == SR
+    return samples
+
+
+def test_dnsmos_and_snr_tell_clean_speech_from_speech_over_noise_and_music(lj_clip):
+    model = Dnsmos()
+    noise = np.random.default_rng(5).standard_normal(lj_clip.size).astype(np.float32)
+    clean = model(resample(lj_clip, SR, DNSMOS_RATE))
+    noisy = model(resample(_mix(lj_clip, noise, 5), SR, DNSMOS_RATE))
+    music = model(resample(_mix(lj_clip, _music(lj_clip.size), -6), SR, DNSMOS_RATE))
+    assert clean["bak"] >= 3.0 > max(noisy["bak"], music["bak"]), (clean, noisy, music)
+    assert clean["ovrl"] > noisy["ovrl"] + 0.8 and clean["ovrl"] > music["ovrl"] + 0.5
+    assert all(1.0 <= v <= 5.0 for s in (clean, noisy, music) for v in s.values())
+    assert snr_db(lj_clip, SR) > 20 > 12 > snr_db(_mix(lj_clip, noise, 5), SR)
+
+
+def test_quality_filter_drops_clips_over_noise_and_keeps_clean_ones(tmp_path, voices, lj_clip):
+    noise = np.random.default_rng(6).standard_normal(lj_clip.size).astype(np.float32)
+    clips = good_clips(voices, 4)
+    clips += [{"audio": lj_clip, "text": "Clean read speech."},
+              {"audio": _mix(lj_clip, noise, 5), "text": "The same words over street noise."}]
+    source = write_source(tmp_path, "q-00000001", clips)
+    out = tmp_path / "quality" / "q-00000001.json"
+    out.parent.mkdir()
+    record = score_source(source.manifest, source.segments_dir, out)
+    assert set(record["clips"]) == {f"q-00000001_{k:04d}" for k in range(1, 7)}
+    assert json.loads(out.read_text())["stats"]["segments"] == 6
+    scored = source.__class__(source.source, source.transcript, source.manifest, source.embeddings, out)
+    stats = build_dataset([scored], tmp_path / "dataset", DatasetConfig(min_dnsmos_bak=3.0, speaker_similarity=None))
+    rejected = (tmp_path / "dataset" / "rejected.csv").read_text()
+    assert "q-00000001_0006" in rejected and "DNSMOS BAK" in rejected
+    assert "q-00000001_0005" not in rejected
+    assert stats["rejected_by_filter"].get("quality") == sum(
+        r["bak"] < 3.0 for r in record["clips"].values()) >= 1
+    assert stats["quality"]["bak"] >= 3.0
+    assert sf.info(tmp_path / "dataset" / "wavs" / "q-00000001_0005.wav").frames == lj_clip.size
+
+
+def test_the_quality_job_is_planned_only_when_a_threshold_is_set(tmp_path, make_speech):
+    from conftest import planned_jobs, write_config
+
+    from xttsflow.audio import write_wav
+
+    speech = make_speech(["The lighthouse keeper counted the ships."], [])
+    write_wav(tmp_path / "recordings" / "take.wav", speech.samples, speech.sample_rate)
+    config = {"sources": [{"path": "recordings", "speaker": "ana", "language": "en"}], "until": "dataset"}
+    write_config(tmp_path, config)
+    assert "quality" not in planned_jobs(tmp_path)
+    write_config(tmp_path, {**config, "dataset": {"min_dnsmos_bak": 3.0}})
+    assert planned_jobs(tmp_path)["quality"] == 1
