@@ -85,3 +85,15 @@ def test_the_quality_job_is_planned_only_when_a_threshold_is_set(tmp_path, make_
     assert "quality" not in planned_jobs(tmp_path)
     write_config(tmp_path, {**config, "dataset": {"min_dnsmos_bak": 3.0}})
     assert planned_jobs(tmp_path)["quality"] == 1
+
+
+def test_text_rate_filter_drops_transcripts_too_long_or_short_for_their_audio(tmp_path, voices):
+    clips = good_clips(voices, 10)
+    clips[3] = {**clips[3], "text": "Yes."}  # far too little text for its audio
+    clips[7] = {**clips[7], "text": " ".join([clips[7]["text"]] * 2)}  # far too much
+    source = write_source(tmp_path, "r-00000001", clips)
+    build_dataset([source], tmp_path / "off", DatasetConfig(speaker_similarity=None, max_text_tokens=200))
+    stats = build_dataset([source], tmp_path / "on", DatasetConfig(speaker_similarity=None, chars_per_second_iqr=1.5))
+    rejected = (tmp_path / "on" / "rejected.csv").read_text()
+    assert "r-00000001_0004" in rejected and "r-00000001_0008" in rejected and "characters/s outside" in rejected
+    assert stats["rejected_by_filter"].get("text_rate") == 2 and stats["clips"] == 8

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: Filters in the order rejected.csv lists them (a clip may fail several).
 FILTERS = ("audio", "untranscribed", "duration", "empty_text", "language", "characters", "text_tokens",
-           "confidence", "flags", "speaker", "silence", "quality")
+           "confidence", "flags", "speaker", "silence", "quality", "text_rate")
 #: Flags the transcribe screen raises that the dataset's own filters judge with their own thresholds.
 OWN_FILTER_FLAGS = ("avg_logprob", "no_speech_prob", "language")
 LJSPEECH_FILES = {"all": paths.METADATA, "train": paths.METADATA_TRAIN, "val": paths.METADATA_VAL}
@@ -193,6 +193,31 @@ def _check_quality(clips: list[Clip], sources: Sequence[SourceFiles], config: Da
             if limit is not None and found.get(key, float("-inf")) < limit:
                 clip.reject("quality", f"{name} {found.get(key)} < {limit}")
                 break
+
+
+#: Fewer clips than this per speaker give no reliable quartiles: the text-rate filter leaves them alone.
+RATE_MIN_CLIPS = 8
+
+
+def _check_text_rate(clips: list[Clip], config: DatasetConfig) -> None:
+    """Per speaker, characters per second outside [Q1 - k*IQR, Q3 + k*IQR]: text too long or short for its audio."""
+    k = config.chars_per_second_iqr
+    if k is None:
+        return
+    by_speaker: dict[str, list[Clip]] = defaultdict(list)
+    for clip in clips:
+        if not clip.reasons and clip.duration > 0:
+            by_speaker[clip.speaker].append(clip)
+    for speaker, members in by_speaker.items():
+        if len(members) < RATE_MIN_CLIPS:
+            continue
+        rates = np.array([len(c.normalized_text) / c.duration for c in members])
+        q1, q3 = np.percentile(rates, [25, 75])
+        low, high = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+        for clip, rate in zip(members, rates, strict=True):
+            if not low <= rate <= high:
+                clip.reject("text_rate", f"{rate:.1f} characters/s outside {speaker}'s [{low:.1f}, {high:.1f}] "
+                                         f"(quartiles +- {k} IQR)")
 
 
 def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: DatasetConfig) -> None:
@@ -432,6 +457,7 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
         _check_transcript_quality(clip, config)
     _check_speakers(clips, sources, config)
     _check_quality(clips, sources, config)
+    _check_text_rate(clips, config)
 
     kept = [c for c in clips if not c.reasons]
     rejected = [c for c in clips if c.reasons]
@@ -544,7 +570,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             kind = {int: int, float: float}.get(type(value), str)
             if name in ("min_avg_logprob", "max_no_speech_prob", "speaker_similarity", "min_speech_ratio",
-                        "min_dnsmos_ovrl", "min_dnsmos_bak", "min_snr_db"):
+                        "min_dnsmos_ovrl", "min_dnsmos_bak", "min_snr_db", "chars_per_second_iqr"):
                 kind = _optional(float)
             parser.add_argument(flag, type=kind, default=value, help=f"default: {value}")
     args = parser.parse_args(argv)
