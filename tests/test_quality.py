@@ -97,3 +97,28 @@ def test_text_rate_filter_drops_transcripts_too_long_or_short_for_their_audio(tm
     rejected = (tmp_path / "on" / "rejected.csv").read_text()
     assert "r-00000001_0004" in rejected and "r-00000001_0008" in rejected and "characters/s outside" in rejected
     assert stats["rejected_by_filter"].get("text_rate") == 2 and stats["clips"] == 8
+
+
+def test_a_segment_holding_another_voice_is_rejected_by_its_windows(tmp_path, voices):
+    """Only the target's voice: a clip whose mean embedding passes but whose 1.6 s windows include another voice."""
+    from test_dataset import voice_embedding
+
+    from xttsflow.speaker import write_embeddings
+
+    source = write_source(tmp_path, "w-00000001", good_clips(voices, 6))
+    ids = [f"w-00000001_{k:04d}" for k in range(1, 7)]
+    embeddings = np.stack([voice_embedding("ana", k) for k in range(1, 7)])
+    windows, owner = [], []
+    for i in range(6):
+        own = [voice_embedding("ana", 100 * i + j) for j in range(6)]
+        if i == 2:  # an interview turn: 3 of its 6 windows are another speaker's
+            own[3:] = [voice_embedding("ana", 100 * i + j, outlier=True) for j in range(3)]
+        windows += own
+        owner += [i] * 6
+    write_embeddings(source.embeddings, ids, embeddings, np.stack(windows), np.array(owner))
+    stats = build_dataset([source], tmp_path / "on", DatasetConfig())
+    rejected = (tmp_path / "on" / "rejected.csv").read_text()
+    assert "w-00000001_0003" in rejected and "another voice in the segment" in rejected
+    assert stats["clips"] == 5 and stats["rejected_by_filter"] == {"speaker": 1}
+    stats = build_dataset([source], tmp_path / "off", DatasetConfig(window_similarity=None))
+    assert stats["clips"] == 6

@@ -195,6 +195,8 @@ def _check_quality(clips: list[Clip], sources: Sequence[SourceFiles], config: Da
                 break
 
 
+#: A clip with this many windows of another voice holds another speaker (one stray window is noise).
+WINDOWS_BELOW = 2
 #: Fewer clips than this per speaker give no reliable quartiles: the text-rate filter leaves them alone.
 RATE_MIN_CLIPS = 8
 
@@ -224,9 +226,10 @@ def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: D
     """Reject clips far from their speaker's centroid (fit over all of that speaker's sources)."""
     if config.speaker_similarity is None:
         return
-    from .speaker import centroid_similarity, read_embeddings
+    from .speaker import centroid_similarity, read_embeddings, read_windows
 
     vectors: dict[str, np.ndarray] = {}
+    windows: dict[str, np.ndarray] = {}
     for files in sources:
         if files.embeddings is None or not Path(files.embeddings).is_file():
             continue
@@ -237,6 +240,7 @@ def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: D
                         files.embeddings, err)
             continue
         vectors.update(zip(ids, emb, strict=True))
+        windows.update(read_windows(files.embeddings))
     by_speaker: dict[str, list[Clip]] = defaultdict(list)
     for clip in clips:
         if clip.id in vectors:
@@ -244,10 +248,24 @@ def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: D
         else:
             clip.reject("speaker", "no speaker embedding for this clip (re-run its transcribe job)")
     for speaker, members in by_speaker.items():
-        similarity = centroid_similarity(np.stack([vectors[c.id] for c in members]), config.speaker_similarity)
+        stacked = np.stack([vectors[c.id] for c in members])
+        similarity = centroid_similarity(stacked, config.speaker_similarity)
         for clip, sim in zip(members, similarity, strict=True):
             if sim < config.speaker_similarity:
                 clip.reject("speaker", f"similarity {sim:.2f} < {config.speaker_similarity} to {speaker}'s centroid")
+        if config.window_similarity is not None and windows:
+            inliers = stacked[similarity >= config.speaker_similarity]
+            centroid = (inliers if len(inliers) else stacked).mean(axis=0)
+            centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
+            for clip in members:
+                own = windows.get(clip.id)
+                if own is None or not len(own):
+                    continue
+                sims = (own / np.maximum(np.linalg.norm(own, axis=1, keepdims=True), 1e-12)) @ centroid
+                if (sims < config.window_similarity).sum() >= WINDOWS_BELOW:
+                    clip.reject("speaker", f"{int((sims < config.window_similarity).sum())} of {len(sims)} 1.6 s "
+                                           f"windows below {config.window_similarity} similarity to {speaker}'s "
+                                           f"centroid (lowest {sims.min():.2f}): another voice in the segment")
 
 
 # ---------- the split ----------
@@ -570,7 +588,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             kind = {int: int, float: float}.get(type(value), str)
             if name in ("min_avg_logprob", "max_no_speech_prob", "speaker_similarity", "min_speech_ratio",
-                        "min_dnsmos_ovrl", "min_dnsmos_bak", "min_snr_db", "chars_per_second_iqr"):
+                        "min_dnsmos_ovrl", "min_dnsmos_bak", "min_snr_db", "chars_per_second_iqr",
+                        "window_similarity"):
                 kind = _optional(float)
             parser.add_argument(flag, type=kind, default=value, help=f"default: {value}")
     args = parser.parse_args(argv)
