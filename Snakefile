@@ -38,6 +38,15 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 
 
+# Sources that failed (on_source_error: skip) are named at the end, whether the run succeeded or not.
+onsuccess:
+    print_failed_sources()
+
+
+onerror:
+    print_failed_sources()
+
+
 rule all:
     default_target: True
     input:

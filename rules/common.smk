@@ -13,6 +13,7 @@ from xttsflow.config import validate_config
 from xttsflow.errors import XttsflowError
 from xttsflow.runlock import stale_lock_note
 from xttsflow.sources import source_table
+from xttsflow.status import retry_token
 
 if "--unlock" not in sys.argv and (note := stale_lock_note()):
     print(note, file=sys.stderr)
@@ -27,13 +28,16 @@ LOCAL_IDS = sorted(s.id for s in SOURCES.values() if s.kind == "local")
 URL_IDS = sorted(s.id for s in SOURCES.values() if s.kind == "url")
 RUN = config["train"].get("run_name", "main")
 # Transcription options that change a transcript; `workers` only changes speed, so it re-runs nothing.
+# The dataset's audio-quality screen runs (rule quality) only where one of its thresholds is set.
+QUALITY_SCREEN = any(config["dataset"].get(k) is not None for k in ("min_dnsmos_ovrl", "min_dnsmos_bak", "min_snr_db"))
 TRANSCRIBE_RESULT_OPTIONS = {k: v for k, v in config["transcribe"].items() if k != "workers"}
 
 
 def url_entry_ids(url_id):
     """The media items a URL source expanded to (read from its checkpoint's output)."""
     with open(checkpoints.resolve_url.get(url_id=url_id).output.entries) as f:
-        return [entry["id"] for entry in json.load(f)["entries"]]
+        # a URL that failed to resolve (on_source_error: skip) lists none; the dataset reports it
+        return [entry["id"] for entry in json.load(f).get("entries", [])]
 
 
 def source_targets(pattern):
@@ -58,6 +62,13 @@ def source_info(source_id):
     raise WorkflowError(f"unknown source id {source_id!r}")
 
 
+def retry(stage):
+    """A URL rule's `retry` param: it changes after the job failed in its own stage, so the next run re-runs
+    that job (Snakemake's params trigger) and no other: the site may be back (xttsflow/status.py)."""
+    pattern = paths.URL_STATUS if stage == "resolve_url" else paths.status(stage)
+    return lambda wildcards: retry_token(pattern.format(**wildcards))
+
+
 def per_source(pattern):
     """An input function: `pattern` expanded over every source id."""
     return lambda wildcards: source_targets(pattern)
@@ -74,3 +85,11 @@ def final_outputs(wildcards):
         "evaluate": [paths.METRICS.format(run=RUN)],
     }
     return targets[config["until"]]
+
+
+def print_failed_sources():
+    """After a run: one line per source that failed (on_source_error: skip), with its stage and reason."""
+    from xttsflow.status import failure_lines
+
+    for line in failure_lines("."):
+        print(line, file=sys.stderr)

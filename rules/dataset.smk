@@ -4,8 +4,10 @@ rule speaker_embed:
     input:
         manifest=paths.SEGMENTS_MANIFEST,
         segments=paths.SEGMENTS,
+        segment_status=paths.status("segment"),
     output:
         embeddings=paths.EMBEDDINGS,
+        status=paths.status("speaker_embed"),
     log:
         paths.log("speaker_embed/{source}"),
     conda:
@@ -19,12 +21,39 @@ rule speaker_embed:
         "../scripts/speaker_embed.py"
 
 
+# ---------- quality: one source's segments -> quality/{source}.json (DNSMOS P.835 + SNR per clip) ----------
+# Part of the dataset stage, planned only when one of its thresholds (dataset.min_dnsmos_*, min_snr_db) is set.
+rule quality:
+    input:
+        manifest=paths.SEGMENTS_MANIFEST,
+        segments=paths.SEGMENTS,
+        segment_status=paths.status("segment"),
+    output:
+        scores=paths.QUALITY,
+        status=paths.status("quality"),
+    log:
+        paths.log("quality/{source}"),
+    benchmark:
+        paths.benchmark("quality/{source}")
+    conda:
+        "../envs/dataset.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/quality.py"
+
+
 # ---------- dataset: every source's transcripts + segments -> one LJSpeech dataset (docs/dataset.md) ----------
 rule dataset:
     input:
         transcripts=per_source(paths.TRANSCRIPT),
         manifests=per_source(paths.SEGMENTS_MANIFEST),
         embeddings=per_source(paths.EMBEDDINGS),
+        # which sources failed where (on_source_error: skip): left out of the dataset, listed in stats.json
+        quality=lambda wildcards: source_targets(paths.QUALITY) if QUALITY_SCREEN else [],
+        statuses=lambda wildcards: source_targets(paths.status("transcribe")) + source_targets(paths.status("speaker_embed"))
+        + (source_targets(paths.status("quality")) if QUALITY_SCREEN else []) + expand(paths.URL_STATUS, url_id=URL_IDS),
         vocab=lambda wildcards: config["dataset"].get("vocab") or [],
     output:
         wavs=directory(paths.DATASET_WAVS),

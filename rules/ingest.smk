@@ -13,6 +13,7 @@ rule ingest_local:
     output:
         audio=paths.RAW_AUDIO,
         info=paths.RAW_INFO,
+        status=paths.status("ingest"),
     wildcard_constraints:
         source=r"(?!url-)[a-z0-9][a-z0-9-]*",
     params:
@@ -29,8 +30,10 @@ rule ingest_local:
 checkpoint resolve_url:
     output:
         entries=paths.URL_ENTRIES,
+        status=paths.URL_STATUS,
     params:
         url=lambda wildcards: SOURCES[wildcards.url_id].location,
+        retry=retry("resolve_url"),
     log:
         paths.log("resolve_url/{url_id}"),
     conda:
@@ -49,10 +52,12 @@ rule ingest_url:
     output:
         audio=paths.RAW_AUDIO,
         info=paths.RAW_INFO,
+        status=paths.status("ingest"),
     wildcard_constraints:
         source=r"url-[0-9a-f]{8}-[a-z0-9-]+",
     params:
         source=lambda wildcards: source_info(wildcards.source),
+        retry=retry("ingest"),
         # Only the options that change the result; retries, archive and timeouts come from the config
         # in the script, so changing them never re-runs a finished download.
         fetch={k: config["ingest"][k] for k in ("audio_quality", "max_duration")},

@@ -3,9 +3,11 @@ rule segment:
     input:
         audio=paths.RAW_AUDIO,
         info=paths.RAW_INFO,
+        ingest_status=paths.status("ingest"),
     output:
         segments=directory(paths.SEGMENTS),
         manifest=paths.SEGMENTS_MANIFEST,
+        status=paths.status("segment"),
     log:
         paths.log("segment/{source}"),
     benchmark:

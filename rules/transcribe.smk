@@ -5,8 +5,10 @@ rule transcribe:
     input:
         manifest=paths.SEGMENTS_MANIFEST,
         segments=paths.SEGMENTS,
+        segment_status=paths.status("segment"),
     output:
         transcript=paths.TRANSCRIPT,
+        status=paths.status("transcribe"),
     log:
         paths.log("transcribe/{source}"),
     benchmark:

@@ -194,6 +194,15 @@ def test_every_filter_is_counted_and_explained(tmp_path, voices):
     assert kept == {"0001", "0015", "0016", "0017", "0018", "0019", "0020"}
     assert stats["clips"] == 7 and stats["rejected"] == 14 and stats["segments_in"] == 21
     assert stats["sources"]["mix-00000001"]["kept"] == 7
+    # every second accounted for: kept plus each drop (charged to its first filter) is what was decoded
+    seconds = stats["accounting"]["sources"]["mix-00000001"]
+    assert seconds["kept"] == pytest.approx(stats["accounting"]["total"]["kept"]) == pytest.approx(stats["seconds"],
+                                                                                                  abs=1e-2)
+    assert seconds["kept"] + sum(seconds["dropped"].values()) == pytest.approx(seconds["decoded"], abs=1e-2)
+    assert seconds["transcribed"] == pytest.approx(seconds["in_segments"] - len(v["s2"]) / SR, abs=1e-2)
+    assert set(seconds["dropped"]) == {"transcribe: untranscribed", *(f"dataset: {f}" for f in (
+        "audio", "duration", "empty_text", "language", "characters", "text_tokens", "confidence", "flags",
+        "speaker", "silence"))}
 
 
 def test_each_filter_can_be_turned_off(tmp_path, voices):
@@ -379,8 +388,13 @@ def test_snakemake_rule_builds_the_dataset(tmp_path, voices):
         sf.write(tmp_path / "raw" / f"{sid}.flac", voices["s0"], SR, format="FLAC")
         (tmp_path / "raw" / f"{sid}.json").write_text(json.dumps({"source": sid}))
         write_source(tmp_path, sid, good_clips(voices, 4, offset=k))
+        for stage in ("ingest", "segment", "transcribe", "speaker_embed"):  # each job's status (xttsflow/status.py)
+            (tmp_path / "status" / stage).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "status" / stage / f"{sid}.json").write_text(json.dumps({"ok": True, "source": sid,
+                                                                                 "stage": stage}))
     stamp = 1_700_000_000
-    for order, pattern in enumerate(["raw/*", "segments/*/*.wav", "segments/*", "transcripts/*", "embeddings/*"]):
+    for order, pattern in enumerate(["raw/*", "status/ingest/*", "segments/*/*.wav", "segments/*", "status/segment/*",
+                                     "transcripts/*", "embeddings/*", "status/transcribe/*", "status/speaker_embed/*"]):
         for path in tmp_path.glob(pattern):
             os.utime(path, (stamp + order * 10, stamp + order * 10))
     # Hand-made upstream files have no Snakemake records ("code changed" would re-run them): judge by mtime.

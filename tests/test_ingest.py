@@ -404,6 +404,7 @@ def _workflow(tmp_path: Path, media: dict, server: MediaServer) -> tuple[Path, d
                     {"path": "recordings/not-there.mp3", "speaker": "ana", "language": "en"}]
         + [{"url": u, "speaker": "ana", "language": "en"} for u in urls.values()],
         "until": "ingest",
+        "on_source_error": "stop",  # today's behaviour: a broken source fails its job (and the run)
         "ingest": {"retries": 1, "backoff_s": 0.05, "socket_timeout": 5},
     }
     write_config(work, config)

@@ -35,7 +35,7 @@ def test_failed_job_prints_one_line_not_a_traceback(tmp_path):
     (tmp_path / "recordings").mkdir()
     (tmp_path / "recordings" / "notes.mp3").write_text("these are my notes, not audio\n")
     write_config(tmp_path, {"sources": [{"path": "recordings", "speaker": "ana", "language": "en"}],
-                            "until": "ingest"})
+                            "until": "ingest", "on_source_error": "stop"})
     proc = snakemake(tmp_path, "--cores", "1", check=False)
     console = proc.stdout + proc.stderr
     assert proc.returncode != 0

@@ -43,6 +43,7 @@ def mixed_run(tmp_path_factory, make_speech):
         "sources": [{"path": "recordings", "speaker": "ana", "language": "en"},
                     {"url": url, "speaker": "ana", "language": "en"}],
         "until": "segment",
+        "on_source_error": "stop",  # today's behaviour: a broken source fails its job (and the run)
         "ingest": {"retries": 0},
         "segment": {"min_duration": 1.0, "max_duration": 8.0},
     })

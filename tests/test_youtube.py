@@ -76,7 +76,7 @@ def test_youtube_refused_without_runtime(tmp_path, spec):
 def test_youtube_refused_in_workflow(tmp_path):
     """The same refusal through the real workflow: the job's log says why in one line."""
     write_config(tmp_path, {"sources": [{"url": YOUTUBE, "speaker": "ana", "language": "en"}],
-                            "ingest": {"js_runtime": "none"}, "until": "ingest"})
+                            "ingest": {"js_runtime": "none"}, "until": "ingest", "on_source_error": "stop"})
     proc = snakemake(tmp_path, "--cores", "1", check=False)
     assert proc.returncode != 0
     log = (tmp_path / "logs" / "resolve_url" / f"{url_source_id(YOUTUBE)}.log").read_text()

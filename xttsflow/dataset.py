@@ -26,13 +26,14 @@ from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES, cli, paths
 from .atomic import atomic_dir, link_or_copy, read_json, write_json, write_text
 from .errors import XttsflowError
 from .options import DatasetConfig, parse
+from .status import STATUS_GLOB, read_status
 from .textnorm import XttsText, clean, normalize, same_language, xtts_language
 
 log = logging.getLogger(__name__)
 
 #: Filters in the order rejected.csv lists them (a clip may fail several).
 FILTERS = ("audio", "untranscribed", "duration", "empty_text", "language", "characters", "text_tokens",
-           "confidence", "flags", "speaker", "silence")
+           "confidence", "flags", "speaker", "silence", "quality", "text_rate")
 #: Flags the transcribe screen raises that the dataset's own filters judge with their own thresholds.
 OWN_FILTER_FLAGS = ("avg_logprob", "no_speech_prob", "language")
 LJSPEECH_FILES = {"all": paths.METADATA, "train": paths.METADATA_TRAIN, "val": paths.METADATA_VAL}
@@ -48,6 +49,7 @@ class SourceFiles:
     transcript: Path
     manifest: Path
     embeddings: Path | None = None
+    quality: Path | None = None  # quality/{source}.json, where the quality screen is on
 
     @property
     def segments_dir(self) -> Path:
@@ -171,13 +173,63 @@ def _check_transcript_quality(clip: Clip, config: DatasetConfig) -> None:
         clip.reject("silence", f"speech_ratio {ratio:.2f} < {config.min_speech_ratio}")
 
 
+def _check_quality(clips: list[Clip], sources: Sequence[SourceFiles], config: DatasetConfig) -> None:
+    """The audio-quality screen: DNSMOS P.835 and SNR (quality/{source}.json) against their thresholds."""
+    if not config.screens_quality:
+        return
+    scores: dict[str, dict] = {}
+    for files in sources:
+        if files.quality is not None and Path(files.quality).is_file():
+            scores.update(read_json(files.quality).get("clips", {}))
+    limits = (("ovrl", config.min_dnsmos_ovrl, "DNSMOS OVRL"), ("bak", config.min_dnsmos_bak, "DNSMOS BAK"),
+              ("snr_db", config.min_snr_db, "SNR"))
+    for clip in clips:
+        found = scores.get(clip.id)
+        if found is None:
+            clip.reject("quality", "no quality scores for this clip (re-run its quality job)")
+            continue
+        clip.segment["quality"] = found
+        for key, limit, name in limits:
+            if limit is not None and found.get(key, float("-inf")) < limit:
+                clip.reject("quality", f"{name} {found.get(key)} < {limit}")
+                break
+
+
+#: A clip with this many windows of another voice holds another speaker (one stray window is noise).
+WINDOWS_BELOW = 2
+#: Fewer clips than this per speaker give no reliable quartiles: the text-rate filter leaves them alone.
+RATE_MIN_CLIPS = 8
+
+
+def _check_text_rate(clips: list[Clip], config: DatasetConfig) -> None:
+    """Per speaker, characters per second outside [Q1 - k*IQR, Q3 + k*IQR]: text too long or short for its audio."""
+    k = config.chars_per_second_iqr
+    if k is None:
+        return
+    by_speaker: dict[str, list[Clip]] = defaultdict(list)
+    for clip in clips:
+        if not clip.reasons and clip.duration > 0:
+            by_speaker[clip.speaker].append(clip)
+    for speaker, members in by_speaker.items():
+        if len(members) < RATE_MIN_CLIPS:
+            continue
+        rates = np.array([len(c.normalized_text) / c.duration for c in members])
+        q1, q3 = np.percentile(rates, [25, 75])
+        low, high = q1 - k * (q3 - q1), q3 + k * (q3 - q1)
+        for clip, rate in zip(members, rates, strict=True):
+            if not low <= rate <= high:
+                clip.reject("text_rate", f"{rate:.1f} characters/s outside {speaker}'s [{low:.1f}, {high:.1f}] "
+                                         f"(quartiles +- {k} IQR)")
+
+
 def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: DatasetConfig) -> None:
     """Reject clips far from their speaker's centroid (fit over all of that speaker's sources)."""
     if config.speaker_similarity is None:
         return
-    from .speaker import centroid_similarity, read_embeddings
+    from .speaker import centroid_similarity, read_embeddings, read_windows
 
     vectors: dict[str, np.ndarray] = {}
+    windows: dict[str, np.ndarray] = {}
     for files in sources:
         if files.embeddings is None or not Path(files.embeddings).is_file():
             continue
@@ -188,6 +240,7 @@ def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: D
                         files.embeddings, err)
             continue
         vectors.update(zip(ids, emb, strict=True))
+        windows.update(read_windows(files.embeddings))
     by_speaker: dict[str, list[Clip]] = defaultdict(list)
     for clip in clips:
         if clip.id in vectors:
@@ -195,10 +248,24 @@ def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: D
         else:
             clip.reject("speaker", "no speaker embedding for this clip (re-run its transcribe job)")
     for speaker, members in by_speaker.items():
-        similarity = centroid_similarity(np.stack([vectors[c.id] for c in members]), config.speaker_similarity)
+        stacked = np.stack([vectors[c.id] for c in members])
+        similarity = centroid_similarity(stacked, config.speaker_similarity)
         for clip, sim in zip(members, similarity, strict=True):
             if sim < config.speaker_similarity:
                 clip.reject("speaker", f"similarity {sim:.2f} < {config.speaker_similarity} to {speaker}'s centroid")
+        if config.window_similarity is not None and windows:
+            inliers = stacked[similarity >= config.speaker_similarity]
+            centroid = (inliers if len(inliers) else stacked).mean(axis=0)
+            centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
+            for clip in members:
+                own = windows.get(clip.id)
+                if own is None or not len(own):
+                    continue
+                sims = (own / np.maximum(np.linalg.norm(own, axis=1, keepdims=True), 1e-12)) @ centroid
+                if (sims < config.window_similarity).sum() >= WINDOWS_BELOW:
+                    clip.reject("speaker", f"{int((sims < config.window_similarity).sum())} of {len(sims)} 1.6 s "
+                                           f"windows below {config.window_similarity} similarity to {speaker}'s "
+                                           f"centroid (lowest {sims.min():.2f}): another voice in the segment")
 
 
 # ---------- the split ----------
@@ -289,6 +356,13 @@ def _summary(clips: list[Clip]) -> dict:
             "max_s": round(max(durations), 3)}
 
 
+def _quality_summary(kept: list[Clip]) -> dict:
+    """Mean DNSMOS and SNR of the kept clips (each clip's scores are in quality/{source}.json)."""
+    scores = [c.segment["quality"] for c in kept if "quality" in c.segment]
+    return {key: round(statistics.fmean(s[key] for s in scores), 3) for key in ("sig", "bak", "ovrl", "snr_db")
+            if scores}
+
+
 def _datasets(kept: list[Clip], files: dict[str, dict[str, str]]) -> list[dict]:
     """Coqui BaseDatasetConfig fields (path relative to the dataset folder) that load this dataset."""
     languages = sorted({c.language for c in kept})
@@ -302,22 +376,92 @@ def _datasets(kept: list[Clip], files: dict[str, dict[str, str]]) -> list[dict]:
              "meta_file_val": files[lang]["val"], "language": xtts_language(lang)} for lang in languages]
 
 
-def _empty_dataset_error(clips: list[Clip], sources: dict) -> XttsflowError:
+def _empty_dataset_error(clips: list[Clip], sources: dict, failed: dict) -> XttsflowError:
     counts = Counter(f for c in clips for f in c.reasons)
     removed = ", ".join(f"{name} {counts[name]}" for name in FILTERS if counts[name]) or "nothing"
     broken = [f"{s}: {info['error']}" for s, info in sources.items() if info.get("error")]
+    broken += [f"{s} (failed in {why['stage']}): {why['reason']}" for s, why in failed.items()]
     return XttsflowError(
         f"dataset: no usable clips — {len(clips)} segments from {len(sources)} source(s), filters removed: "
-        f"{removed}" + (f"; unreadable sources: {'; '.join(broken)}" if broken else "")
+        f"{removed}" + (f"; failed or unreadable sources: {'; '.join(broken)}" if broken else "")
         + ". Check the transcripts, or loosen the filters in the config's dataset: section")
 
 
-def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: DatasetConfig) -> dict:
-    """Filter, normalise and split every source's clips into `out_dir` (replaced whole); return stats."""
+# ---------- where every second went ----------
+
+#: The stage whose decision each filter is (the rest are the dataset stage's own).
+FILTER_STAGE = {"untranscribed": "transcribe"}
+
+
+def account(manifest: Path, clips: list[Clip]) -> dict:
+    """One source's seconds: decoded -> in segments -> transcribed -> kept, and each drop's stage and reason.
+
+    A rejected clip's seconds are charged to its first failed filter (FILTERS order), so the drops add up
+    to decoded minus kept.
+    """
+    try:
+        record = read_json(manifest)
+    except (OSError, ValueError):
+        record = {}
+    in_segments = float(record.get("segments_duration") or sum(c.duration for c in clips))
+    dropped: Counter = Counter()
+    for piece in record.get("dropped", []):
+        dropped[f"segment: {piece.get('reason', 'dropped')}"] += float(piece.get("duration", 0.0))
+    decoded = float(record.get("total_duration") or in_segments + sum(dropped.values()))
+    # what no segment holds: pauses beyond keep_silence_ms, silence, and the dropped pieces listed above
+    dropped["segment: silence and pauses outside segments"] += max(0.0, decoded - in_segments - sum(dropped.values()))
+    transcribed = kept = 0.0
+    for clip in clips:
+        if "untranscribed" not in clip.reasons:
+            transcribed += clip.duration
+        if not clip.reasons:
+            kept += clip.duration
+            continue
+        first = next(f for f in FILTERS if f in clip.reasons)
+        dropped[f"{FILTER_STAGE.get(first, 'dataset')}: {first}"] += clip.duration
+    return {"decoded": round(decoded, 3), "in_segments": round(in_segments, 3), "transcribed": round(transcribed, 3),
+            "kept": round(kept, 3), "dropped": {k: round(v, 3) for k, v in sorted(dropped.items()) if v > 0}}
+
+
+def total_seconds(per_source: list[dict], failed: dict[str, dict]) -> dict:
+    """The sum of the sources' accounts, plus the failed sources (their seconds never reached a segment)."""
+    total = {key: round(sum(acc[key] for acc in per_source), 3)
+             for key in ("decoded", "in_segments", "transcribed", "kept")}
+    dropped: Counter = Counter()
+    for acc in per_source:
+        dropped.update(acc["dropped"])
+    total["dropped"] = {k: round(v, 3) for k, v in sorted(dropped.items())}
+    total["failed_sources"] = {source: f"{why['stage']}: {why['reason']}" for source, why in failed.items()}
+    return total
+
+
+def failed_sources(statuses: Sequence) -> dict[str, dict]:
+    """Source id -> {stage, reason} of each source a status file (xttsflow/status.py) says failed."""
+    failed: dict[str, dict] = {}
+    for path in statuses:
+        record = read_status(path)
+        if record is None:
+            failed[Path(path).stem] = {"stage": Path(path).parent.name,
+                                       "reason": f"{path} is missing or unreadable — re-run that job"}
+        elif not record["ok"]:
+            failed.setdefault(record.get("source") or Path(path).stem,
+                              {"stage": record["stage"], "reason": record["reason"]})
+    return dict(sorted(failed.items()))
+
+
+def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: DatasetConfig,
+                  failed: dict[str, dict] | None = None) -> dict:
+    """Filter, normalise and split every source's clips into `out_dir` (replaced whole); return stats.
+
+    `failed` (failed_sources) are left out whole, never half-counted, and listed in stats.json."""
     out_dir = Path(out_dir)
     xtts = XttsText(config.vocab)
     clips: list[Clip] = []
     per_source: dict[str, dict] = {}
+    failed = dict(failed or {})
+    for source, why in failed.items():
+        log.warning("dataset: source %s left out — it failed in %s: %s", source, why["stage"], why["reason"])
+    sources = [f for f in sources if f.source not in failed]
     for files in sorted(sources, key=lambda f: f.source):
         found, error = _read_source(files, config)
         per_source[files.source] = {"segments": len(found), **({"error": error} if error else {})}
@@ -330,11 +474,16 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
             _check_text(clip, config, xtts)
         _check_transcript_quality(clip, config)
     _check_speakers(clips, sources, config)
+    _check_quality(clips, sources, config)
+    _check_text_rate(clips, config)
 
     kept = [c for c in clips if not c.reasons]
     rejected = [c for c in clips if c.reasons]
+    manifests = {files.source: files.manifest for files in sources}
+    accounts = {}
     for source, info in per_source.items():
         mine = [c for c in clips if c.source == source]
+        accounts[source] = account(manifests[source], mine)
         info["kept"] = sum(not c.reasons for c in mine)
         info["rejected_by_filter"] = dict(Counter(f for c in mine for f in c.reasons))
         if mine:
@@ -345,7 +494,7 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
         else:
             log.info("dataset: %d of %d clips kept from source %s", info["kept"], len(mine), source)
     if not kept:
-        raise _empty_dataset_error(clips, per_source)
+        raise _empty_dataset_error(clips, per_source, failed)
 
     moved = assign_split(kept, config.val_fraction, config.min_val_clips)
     train = [c for c in kept if c.split == "train"]
@@ -378,6 +527,9 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
             "split": {"method": "sha256(clip id)", "val_fraction": config.val_fraction,
                       "min_val_clips": config.min_val_clips, "moved_for_small_groups": moved},
             "sources": per_source,
+            "failed_sources": failed,
+            **({"quality": _quality_summary(kept)} if config.screens_quality else {}),
+            "accounting": {"total": total_seconds(list(accounts.values()), failed), "sources": accounts},
             "speakers": {s: _summary([c for c in kept if c.speaker == s]) for s in sorted({c.speaker for c in kept})},
             "languages": {xtts_language(lang): _summary([c for c in kept if c.language == lang]) for lang in languages},
             "text": {"tokenizer": xtts.method, "max_tokens": max(c.tokens for c in kept),
@@ -394,14 +546,17 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
     return stats
 
 
-def sources_from_paths(transcripts: Sequence, manifests: Sequence, embeddings: Sequence = ()) -> list[SourceFiles]:
-    """Pair each source's files by name (transcripts/X.json, segments/X.json, embeddings/X.npz)."""
+def sources_from_paths(transcripts: Sequence, manifests: Sequence, embeddings: Sequence = (),
+                       quality: Sequence = ()) -> list[SourceFiles]:
+    """Pair each source's files by name (transcripts/X.json, segments/X.json, embeddings/X.npz, quality/X.json)."""
     by_name = {Path(p).stem: Path(p) for p in manifests}
     emb = {Path(p).stem: Path(p) for p in embeddings}
+    scores = {Path(p).stem: Path(p) for p in quality}
     missing = [Path(t).stem for t in transcripts if Path(t).stem not in by_name]
     if missing:
         raise XttsflowError(f"dataset: no segments manifest for source(s) {missing} — run the segment stage first")
-    return [SourceFiles(Path(t).stem, Path(t), by_name[Path(t).stem], emb.get(Path(t).stem)) for t in transcripts]
+    return [SourceFiles(Path(t).stem, Path(t), by_name[Path(t).stem], emb.get(Path(t).stem), scores.get(Path(t).stem))
+            for t in transcripts]
 
 
 # ---------- command line ----------
@@ -432,7 +587,9 @@ def main(argv: list[str] | None = None) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
             kind = {int: int, float: float}.get(type(value), str)
-            if name in ("min_avg_logprob", "max_no_speech_prob", "speaker_similarity", "min_speech_ratio"):
+            if name in ("min_avg_logprob", "max_no_speech_prob", "speaker_similarity", "min_speech_ratio",
+                        "min_dnsmos_ovrl", "min_dnsmos_bak", "min_snr_db", "chars_per_second_iqr",
+                        "window_similarity"):
                 kind = _optional(float)
             parser.add_argument(flag, type=kind, default=value, help=f"default: {value}")
     args = parser.parse_args(argv)
@@ -445,8 +602,9 @@ def main(argv: list[str] | None = None) -> None:
         raise XttsflowError(f"dataset: no transcripts found in {root / 'transcripts'} — run the transcribe stage first")
     config = parse(DatasetConfig, {name: getattr(args, name) for name in DatasetConfig.model_fields})
     sources = sources_from_paths(transcripts, sorted((root / "segments").glob("*.json")),
-                                 sorted((root / "embeddings").glob("*.npz")))
-    stats = build_dataset(sources, args.out or root / "dataset", config)
+                                 sorted((root / "embeddings").glob("*.npz")), sorted((root / "quality").glob("*.json")))
+    statuses = sorted(root.glob(STATUS_GLOB))
+    stats = build_dataset(sources, args.out or root / "dataset", config, failed=failed_sources(statuses))
     print(f"{stats['clips']} clips ({stats['seconds'] / 60:.1f} min), {stats['rejected']} rejected: "
           f"{stats['rejected_by_filter']}")
 

@@ -82,6 +82,7 @@ class TopLevel(Options):
     sources: list[SourceEntry] = Field(min_length=1)
     until: Stage = "evaluate"
     default_language: Language = "pt"
+    on_source_error: Literal["skip", "stop"] = "skip"
 
 
 # ---------- sections ----------
@@ -106,7 +107,7 @@ class SegmentConfig(Options):
 
     method: Literal["silence", "vad"] = "silence"
     min_duration: float = Field(5.0, gt=0)
-    max_duration: float = Field(15.0, gt=0)
+    max_duration: float = Field(XTTS_MAX_SECONDS, gt=0)
     silence_thresh_dbfs: float = Field(-40.0, lt=0)
     min_silence_ms: Annotated[int, Field(ge=10), because("must be at least one 10 ms frame")] = 500
     keep_silence_ms: int = Field(250, ge=0)
@@ -119,6 +120,11 @@ class SegmentConfig(Options):
 
     @model_validator(mode="after")
     def _consistent(self) -> SegmentConfig:
+        if self.max_duration > XTTS_MAX_SECONDS:
+            # A longer segment would be cut here only to be dropped by the dataset stage (XTTS trains on none).
+            raise ValueError(f"segment.max_duration ({self.max_duration}) must be at most {XTTS_MAX_SECONDS} s: "
+                             f"XTTS's trainer drops clips over {XTTS_MAX_WAV_SAMPLES} samples at "
+                             f"{TRAIN_SAMPLE_RATE} Hz — lower it")
         ordered("segment", self, "min_duration", "max_duration")
         if self.max_inner_pause_ms < self.min_silence_ms:
             raise ValueError(f"segment.max_inner_pause_ms ({self.max_inner_pause_ms}) must not be below "
@@ -161,6 +167,16 @@ class DatasetConfig(Options):
     unsupported_chars: Literal["reject", "strip"] = "reject"
     val_fraction: float = Field(0.1, ge=0, lt=1)
     min_val_clips: int = Field(1, ge=0)
+    # the audio-quality screen (xttsflow/quality.py); any of them set adds the per-source quality job
+    min_dnsmos_ovrl: float | None = Field(None, ge=1, le=5)
+    min_dnsmos_bak: float | None = Field(None, ge=1, le=5)
+    min_snr_db: float | None = None
+    chars_per_second_iqr: float | None = Field(None, gt=0)
+    window_similarity: float | None = Field(0.65, ge=-1, le=1)
+
+    @property
+    def screens_quality(self) -> bool:
+        return any(v is not None for v in (self.min_dnsmos_ovrl, self.min_dnsmos_bak, self.min_snr_db))
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetConfig:

@@ -33,6 +33,9 @@ SUMMARY = "train_summary.json"
 MODEL_WEIGHTS = "model.pth"  # XTTS's checkpoint layout names its weights so (base model and export alike)
 
 # ---------- the working folder ----------
+# every per-source stage: whether the source got through it (xttsflow/status.py); the dataset reads them
+STATUS = "status/{stage}/{source}.json"
+URL_STATUS = "status/resolve_url/{url_id}.json"
 # ingest
 URL_ENTRIES = "sources/{url_id}.json"  # what a URL source expanded to (checkpoint resolve_url)
 RAW_AUDIO = "raw/{source}.flac"
@@ -44,6 +47,7 @@ SEGMENTS_MANIFEST = "segments/{source}.json"
 TRANSCRIPT = "transcripts/{source}.json"
 # dataset (speaker_embed feeds it)
 EMBEDDINGS = "embeddings/{source}.npz"
+QUALITY = "quality/{source}.json"  # DNSMOS and SNR per segment (only when the dataset's quality screen is on)
 DATASET = "dataset"
 DATASET_WAVS = f"{DATASET}/{WAVS}"
 DATASET_METADATA = f"{DATASET}/{METADATA}"
@@ -80,6 +84,11 @@ DATASET_PAGE = "reports/{run}/dataset.html"
 def log(name: str) -> str:
     """A job's log file, e.g. log("segment/{source}"): people read these, no rule does."""
     return f"logs/{name}.log"
+
+
+def status(stage: str) -> str:
+    """The status file pattern of a per-source stage, e.g. status("segment") -> status/segment/{source}.json."""
+    return STATUS.replace("{stage}", stage)
 
 
 def benchmark(name: str) -> str:

@@ -174,28 +174,50 @@ def plan(power: np.ndarray, cfg: SegmentConfig, silent: np.ndarray | None = None
             units.append(Span(edges[k], edges[k + 1], ch.start_cut if k == 0 else "forced",
                               ch.end_cut if k == len(edges) - 2 else "forced", ch.pause_before if k == 0 else 0))
 
-    # Merge neighbours until a segment reaches the minimum, never past the maximum or across a long pause.
+    return partition(units, min_f, max_f, max_pause)
+
+
+def partition(units: list[Span], min_f: int, max_f: int, max_pause: float) -> tuple[list[Span], list[Span]]:
+    """(segments, dropped): runs of neighbouring units, each within [min_f, max_f] frames, keeping the most speech.
+
+    Dynamic programming over the cut points between units (exact, not greedy): of all partitions it takes
+    one that keeps the most frames; among those, the one whose segments hold the shortest inner pauses
+    (sum of squares), so that cuts fall in the longest pauses; then the fewest segments. A run never
+    spans a pause over max_pause. Units no partition can keep are dropped (they are shorter than min_f
+    and sit between pauses too long to merge across, or next to neighbours too long to join).
+    """
+    n = len(units)
+    # best[k]: the score (kept frames, -inner pause cost, -segments) of the best plan for units[:k], and
+    # where its last segment starts (-1: unit k-1 is dropped)
+    best: list[tuple[tuple[int, float, int], int]] = [((0, 0.0, 0), 0)] * (n + 1)
+    for j in range(1, n + 1):
+        best[j] = (best[j - 1][0], -1)
+        speech, inner = 0, 0.0
+        for i in range(j - 1, -1, -1):  # segment units[i:j]
+            if units[j - 1].end - units[i].start > max_f:
+                break
+            speech += units[i].end - units[i].start
+            if units[j - 1].end - units[i].start >= min_f:
+                (kept, cost, count), _ = best[i]
+                score = (kept + speech, cost - inner, count - 1)
+                if score > best[j][0]:
+                    best[j] = (score, i)
+            if units[i].pause_before > max_pause:
+                break  # no segment reaches across this pause
+            inner += float(units[i].pause_before) ** 2
     segments: list[Span] = []
     dropped: list[Span] = []
-    i = 0
-    while i < len(units):
-        j = i
-        while (units[j].end - units[i].start < min_f and j + 1 < len(units)
-               and units[j + 1].pause_before <= max_pause and units[j + 1].end - units[i].start <= max_f):
-            j += 1
-        seg = Span(units[i].start, units[j].end, units[i].start_cut, units[j].end_cut, units[i].pause_before)
-        if seg.end - seg.start < min_f:
-            prev = segments[-1] if segments else None
-            # A short tail may still join the segment before it (the forward merge already failed).
-            if (prev is not None and prev.end == units[i - 1].end and seg.pause_before <= max_pause
-                    and seg.end - prev.start <= max_f):
-                segments[-1] = Span(prev.start, seg.end, prev.start_cut, seg.end_cut, prev.pause_before)
-            else:
-                dropped.append(seg)
-        else:
-            segments.append(seg)
-        i = j + 1
-    return segments, dropped
+    j = n
+    while j > 0:
+        step = best[j][1]
+        if step < 0:
+            dropped.append(units[j - 1])
+            j -= 1
+            continue
+        first, last = units[step], units[j - 1]
+        segments.append(Span(first.start, last.end, first.start_cut, last.end_cut, first.pause_before))
+        j = step
+    return segments[::-1], dropped[::-1]
 
 
 # ---------- pass 2: cut, normalise, write ----------

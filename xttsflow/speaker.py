@@ -63,18 +63,32 @@ def _load(path: Path) -> np.ndarray:
 def embed_files(paths: Sequence[str | os.PathLike], device: str = "auto", threads: int | None = None,
                 clips_per_batch: int = 32) -> np.ndarray:
     """L2-normalised speaker embeddings [n, 256] float32; an all-silent clip gets a zero row."""
+    return embed_files_and_windows(paths, device, threads, clips_per_batch)[0]
+
+
+def embed_files_and_windows(paths: Sequence[str | os.PathLike], device: str = "auto", threads: int | None = None,
+                            clips_per_batch: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embeddings [n, 256], window embeddings [m, 256], the clip index of each window [m]).
+
+    The windows are Resemblyzer's 1.6 s partials, which its clip embedding averages: a clip that holds
+    two voices has windows far from its speaker even when their mean is close.
+    """
     if not paths:
-        return np.zeros((0, EMBEDDING_SIZE), np.float32)
+        return (np.zeros((0, EMBEDDING_SIZE), np.float32), np.zeros((0, EMBEDDING_SIZE), np.float32),
+                np.zeros(0, np.int32))
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     encoder = _encoder(resolve_device(device))
     out = np.zeros((len(paths), EMBEDDING_SIZE), np.float32)
+    windows, owners = [], []
     for start in range(0, len(paths), clips_per_batch):
         wavs = [_load_or_empty(Path(p)) for p in paths[start:start + clips_per_batch]]
-        out[start:start + len(wavs)] = _embed_batch(encoder, wavs)
-    return out
+        out[start:start + len(wavs)], partials, owner = _embed_batch(encoder, wavs)
+        windows.append(partials)
+        owners.append(owner + start)
+    return out, np.concatenate(windows).astype(np.float32), np.concatenate(owners).astype(np.int32)
 
 
 def _load_or_empty(path: Path) -> np.ndarray:
@@ -86,7 +100,7 @@ def _load_or_empty(path: Path) -> np.ndarray:
         return np.zeros(0, np.float32)
 
 
-def _embed_batch(encoder, wavs: list[np.ndarray]) -> np.ndarray:
+def _embed_batch(encoder, wavs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """VoiceEncoder.embed_utterance for many clips at once: all their 1.6 s partials in one LSTM pass (~3x faster)."""
     import torch
     from resemblyzer import audio
@@ -103,14 +117,14 @@ def _embed_batch(encoder, wavs: list[np.ndarray]) -> np.ndarray:
         owner += [i] * len(mel_slices)
     out = np.zeros((len(wavs), EMBEDDING_SIZE), np.float32)
     if not mels:
-        return out
+        return out, np.zeros((0, EMBEDDING_SIZE), np.float32), np.zeros(0, np.int32)
     with torch.no_grad():
         partials = encoder(torch.from_numpy(np.array(mels)).to(encoder.device)).cpu().numpy()
-    owner = np.array(owner)
+    owner = np.array(owner, np.int32)
     for i in np.unique(owner):
         mean = partials[owner == i].mean(axis=0)
         out[i] = mean / np.linalg.norm(mean)
-    return out
+    return out, partials, owner
 
 
 def centroid_similarity(embeddings: np.ndarray, threshold: float) -> np.ndarray:
@@ -148,19 +162,33 @@ def embed_source(manifest: str | os.PathLike, segments_dir: str | os.PathLike, o
     if segments:
         _encoder(resolve_device(device))  # load (and import) outside the throughput figure
     start = time.perf_counter()
-    embeddings = embed_files([segments_dir / s["file"] for s in segments], device=device, threads=threads)
+    embeddings, windows, owner = embed_files_and_windows([segments_dir / s["file"] for s in segments], device=device,
+                                                         threads=threads)
     seconds = time.perf_counter() - start
     audio_s = sum(float(s.get("duration", 0.0)) for s in segments)
     log.info("speaker: %s: %d segments (%.1f s of audio) embedded in %.1f s (%.0fx real time)",
              info.get("source", manifest.stem), len(segments), audio_s, seconds, audio_s / max(seconds, 1e-9))
-    write_embeddings(out, [s["id"] for s in segments], embeddings)
+    write_embeddings(out, [s["id"] for s in segments], embeddings, windows, owner)
     return {"segments": len(segments), "seconds": seconds}
 
 
-def write_embeddings(path: str | os.PathLike, ids: Sequence[str], embeddings: np.ndarray) -> None:
-    """The .npz the dataset stage reads (ids: str array, embeddings: [n, 256] float32), atomically."""
+def write_embeddings(path: str | os.PathLike, ids: Sequence[str], embeddings: np.ndarray,
+                     windows: np.ndarray | None = None, window_owner: np.ndarray | None = None) -> None:
+    """The .npz the dataset stage reads (ids: str array, embeddings: [n, 256] float32, and where given each
+    clip's 1.6 s window embeddings: windows [m, 256] with window_owner [m], the row of their clip), atomically."""
+    extra = {} if windows is None else {"windows": np.asarray(windows, np.float32),
+                                        "window_owner": np.asarray(window_owner, np.int32)}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-        np.savez(f, ids=np.array(list(ids), dtype=str), embeddings=np.asarray(embeddings, np.float32))
+        np.savez(f, ids=np.array(list(ids), dtype=str), embeddings=np.asarray(embeddings, np.float32), **extra)
+
+
+def read_windows(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Each clip's window embeddings [k, 256] (empty where the file has none: made before they were kept)."""
+    with np.load(path, allow_pickle=False) as data:
+        if "windows" not in data:
+            return {}
+        ids, windows, owner = [str(i) for i in data["ids"]], data["windows"], data["window_owner"]
+    return {ids[i]: windows[owner == i] for i in np.unique(owner)}
 
 
 def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
