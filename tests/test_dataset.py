@@ -330,6 +330,23 @@ def test_characters_outside_the_tokenizer(tmp_path, voices, tiny_vocab):
     assert estimate["rejected_by_filter"] == {"characters": 1} and estimate["text"]["tokenizer"] == "char-estimate"
 
 
+def test_numbers_read_by_meaning_are_expanded_or_drop_the_clip(tmp_path, voices):
+    clips = good_clips(voices, 4) + [
+        {"audio": voices["s0"], "text": "In 1984 the keeper lit the lamp at 9:30."},
+        {"audio": voices["s1"], "text": "He counted 25 geese."},  # a plain cardinal: never ambiguous
+    ]
+    source = write_source(tmp_path, "nums-00000007", clips)
+    expanded = build_dataset([source], tmp_path / "expand", DatasetConfig())
+    assert expanded["clips"] == 6
+    normalized = {r[0]: r[2] for r in read_rows(tmp_path / "expand" / "metadata.csv")}
+    assert normalized["nums-00000007_0005"] == "In nineteen eighty-four the keeper lit the lamp at nine thirty."
+    dropped = build_dataset([source], tmp_path / "drop", DatasetConfig(numbers="drop"))
+    assert dropped["clips"] == 5 and dropped["rejected_by_filter"] == {"numbers": 1}
+    with open(tmp_path / "drop" / "rejected.csv", encoding="utf-8") as f:
+        reasons = {row["id"]: row["reasons"] for row in csv.DictReader(f)}
+    assert reasons["nums-00000007_0005"] == "numbers: time 9:30, year 1984: read by meaning (numbers: drop)"
+
+
 def test_multi_speaker_dataset_uses_coqui_layout(tmp_path, voices):
     from TTS.config.shared_configs import BaseDatasetConfig
     from TTS.tts.datasets import load_tts_samples

@@ -26,13 +26,13 @@ from . import TRAIN_SAMPLE_RATE, XTTS_MAX_WAV_SAMPLES, cli, paths
 from .atomic import atomic_dir, link_or_copy, read_json, write_json, write_text
 from .errors import XttsflowError
 from .options import DatasetConfig, parse
-from .textnorm import XttsText, clean, normalize, same_language, xtts_language
+from .textnorm import XttsText, ambiguous_numbers, clean, normalize, same_language, xtts_language
 
 log = logging.getLogger(__name__)
 
 #: Filters in the order rejected.csv lists them (a clip may fail several).
 FILTERS = ("audio", "untranscribed", "duration", "empty_text", "language", "characters", "text_tokens",
-           "confidence", "flags", "speaker", "silence")
+           "confidence", "flags", "speaker", "silence", "numbers")
 #: Flags the transcribe screen raises that the dataset's own filters judge with their own thresholds.
 OWN_FILTER_FLAGS = ("avg_logprob", "no_speech_prob", "language")
 LJSPEECH_FILES = {"all": paths.METADATA, "train": paths.METADATA_TRAIN, "val": paths.METADATA_VAL}
@@ -141,6 +141,8 @@ def _check_text(clip: Clip, config: DatasetConfig, xtts: XttsText) -> None:
     if language is None:
         clip.reject("language", f"{clip.language or 'no language'} is not a language XTTS-v2 speaks")
         return
+    if config.numbers == "drop" and (ambiguous := ambiguous_numbers(clip.text, language)):
+        clip.reject("numbers", f"{', '.join(ambiguous)}: read by meaning (numbers: drop)")
     check = xtts.check(clip.normalized_text, language)
     if check.unsupported and config.unsupported_chars == "strip":
         clip.normalized_text = xtts.strip_unsupported(clip.normalized_text, check.unsupported)

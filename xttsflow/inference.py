@@ -28,6 +28,7 @@ from .audio import decode
 from .devices import resolve_device
 from .errors import XttsflowError
 from .options import SamplingSettings
+from .textnorm import expand_numbers
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,8 @@ class Synthesizer:
         """The config's languages whose text front end runs here (ja/zh need extra packages, some have none)."""
         working = []
         for lang in self.config.languages:
-            try:
-                self.model.tokenizer.encode("hello 12.", lang=lang)
+            try:  # digits as sentences() hands them over: spelled out by our expander, as the dataset does
+                self.model.tokenizer.encode(expand_numbers("hello 12.", lang), lang=lang)
             except Exception as err:  # noqa: BLE001 - any failure means "not usable here"; logged, not hidden
                 log.info("language %s is unavailable with this checkpoint here: %s: %s", lang, type(err).__name__, err)
             else:
@@ -202,6 +203,9 @@ class Synthesizer:
         self.check_language(language)
         if not any(ch.isalnum() for ch in text):
             raise XttsflowError("the text has nothing to speak (no letters or digits) — send words")
+        # Numbers spelled out as the dataset stage does (years, times, Hindi, Czech ordinals included),
+        # before coqui's own expander, which reads those wrong or fails on them.
+        text = expand_numbers(text, language)
         limit = self.model.tokenizer.char_limits.get(language.split("-")[0], 250)
         out = []
         pending = split_sentences(text, limit)

@@ -159,6 +159,7 @@ class DatasetConfig(Options):
     min_speech_ratio: float | None = Field(0.4, ge=0, le=1)
     language_mismatch: Literal["reject", "keep"] = "reject"
     unsupported_chars: Literal["reject", "strip"] = "reject"
+    numbers: Literal["expand", "drop"] = "expand"
     val_fraction: float = Field(0.1, ge=0, lt=1)
     min_val_clips: int = Field(1, ge=0)
 
