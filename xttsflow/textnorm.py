@@ -12,9 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-#: The languages XTTS-v2 speaks, as its tokenizer and dataset configs name them.
-XTTS_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn", "ja", "hu",
-                  "ko", "hi")
+from .languages import XTTS_LANGUAGES, same_language, xtts_language  # noqa: F401 - the dataset's names
 
 # Typographic characters Whisper and subtitles use, mapped to the plain ones every tokenizer knows.
 _TYPOGRAPHIC = str.maketrans({
@@ -30,23 +28,6 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 #: Without a vocab.json, the characters (after XTTS's own cleaning, lower case) taken as speakable.
 ALPHABET_PUNCTUATION = frozenset(".,!?;:'\"-()¡¿«»。，、！？")
-
-
-def xtts_language(code: str | None) -> str | None:
-    """A language code (Whisper's or the config's: en, pt-br, zh) as XTTS names it, or None if it has none."""
-    if not code:
-        return None
-    base = code.strip().lower().split("-")[0].split("_")[0]
-    name = "zh-cn" if base == "zh" else base
-    return name if name in XTTS_LANGUAGES else None
-
-
-def same_language(a: str | None, b: str | None) -> bool:
-    """True when two codes name one language (regions ignored: pt == pt-br, zh == zh-cn)."""
-    def base(code):
-        return (code or "").strip().lower().split("-")[0].split("_")[0]
-
-    return base(a) == base(b)
 
 
 def clean(text: str) -> str:

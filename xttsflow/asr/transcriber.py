@@ -58,6 +58,10 @@ class Transcriber:
                 results[i] = {**result, "language": detected[i][0], "language_probability": detected[i][1]}
         return results
 
+    def detect_languages(self, paths: list) -> list[tuple[str, float]]:
+        """Whisper's most probable language and its probability, per file (English-only models: en)."""
+        return self._detect([read_audio(p, WHISPER_SAMPLE_RATE) for p in paths], forced=None)
+
     def _detect(self, audios: list[np.ndarray], forced: str | None) -> list[tuple[str, float]]:
         if not self.impl.multilingual:
             return [("en", 1.0)] * len(audios)
