@@ -4,8 +4,9 @@
 
 1. English: the transcribed LJSpeech clips from ../shared/fixtures, WER and x real time of bundled:tiny.en
    (the baseline) and bundled:base, both through the stage's own Transcriber (beam 5, language forced).
-2. Portuguese: espeak-ng's "pt" voice reading the Portuguese demo story (xttsflow.demo.DEMO_SENTENCES_PT),
-   bundled:base with language pt; espeak-ng's Portuguese is hard for Whisper, so expect a high WER.
+2. Portuguese: espeak-ng's Brazilian voice (pt-br, the demo's) reading the Portuguese demo story
+   (xttsflow.demo.DEMO_SENTENCES_PT), bundled:base with language pt; espeak-ng's Portuguese is hard for
+   Whisper, so expect a high WER.
 3. --detect: `language: auto` as the stage does it (xttsflow.languages.detect_source: several segments per
    source, the most probable language over all of them) on espeak-ng speech of each XTTS language's
    evaluation sentences; prints the detected language per source and the share correct.
@@ -30,6 +31,7 @@ from xttsflow.asr.config import TranscribeConfig  # noqa: E402
 from xttsflow.asr.transcriber import make_transcriber  # noqa: E402
 from xttsflow.audio import write_wav  # noqa: E402
 from xttsflow.demo import DEMO_SENTENCES_PT, espeak  # noqa: E402
+from xttsflow.languages import ESPEAK_VOICES  # noqa: E402
 from xttsflow.text_metrics import word_error_rate  # noqa: E402
 
 FIXTURES = Path(os.environ.get("XTTSFLOW_FIXTURES", REPO.parent / "shared" / "fixtures"))
@@ -84,9 +86,9 @@ def portuguese(transcriber, work: Path, clips: int) -> None:
     paths = []
     for i, text in enumerate(texts):
         paths.append(work / f"pt_{i:02d}.wav")
-        write_wav(paths[-1], espeak(text, voice="pt", speed=150) * 0.5, 22050)
+        write_wav(paths[-1], espeak(text, voice=ESPEAK_VOICES["pt"], speed=150) * 0.5, 22050)
     audio_s = sum(sf.info(str(p)).duration for p in paths)
-    print(f"\nPortuguese, {len(paths)} espeak-ng clips (voice pt), {audio_s:.1f} s:")
+    print(f"\nPortuguese, {len(paths)} espeak-ng clips (voice {ESPEAK_VOICES['pt']}), {audio_s:.1f} s:")
     seconds, results = timed(transcriber, paths, "pt")
     line("bundled:base, language pt", seconds, audio_s, word_error_rate(texts, [r["text"] for r in results], "pt"))
     for ref, r in list(zip(texts, results, strict=True))[:3]:
@@ -94,8 +96,7 @@ def portuguese(transcriber, work: Path, clips: int) -> None:
 
 
 def detect(transcriber, work: Path) -> None:
-    from xttsflow.languages import ESPEAK_VOICES, detect_source
-
+    from xttsflow.languages import detect_source
     from xttsflow.synthesize import DEFAULT_SENTENCES
 
     print("\nLanguage detection (bundled:base, 3 espeak-ng segments per source, most probable overall):")

@@ -22,7 +22,7 @@ from xttsflow.languages import ESPEAK_VOICES, check_languages
 from xttsflow.synthesize import DEFAULT_SENTENCES
 from xttsflow.textnorm import XTTS_LANGUAGES, XttsText, normalize
 
-pytestmark = pytest.mark.slow  # ~1 min for the session's tiny model, then a few seconds per language
+pytestmark = pytest.mark.slow  # ~40 s for the tiny model, then 13-36 s per language on 2 loaded cores
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,11 @@ def tiny():
     apply_lora(model, rank=4, alpha=8, dropout=0.0, targets=list(LORA_TARGETS))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-3)
-    return {"base": base, "model": model, "params": params, "optimizer": optimizer,
-            "synth": Synthesizer(base, device="cpu"), "text": XttsText(base / "vocab.json")}
+    synth = Synthesizer(base, device="cpu")
+    reference = tiny_base().parent / "reference.wav"  # one voice for every row: the language is in the text
+    write_wav(reference, espeak(DEFAULT_SENTENCES["en"][3], speed=160) * 0.5, 22050)
+    return {"base": base, "model": model, "params": params, "optimizer": optimizer, "synth": synth,
+            "voice": synth.voice([reference]), "text": XttsText(base / "vocab.json")}
 
 
 def test_the_table_covers_every_xtts_language():
@@ -80,6 +83,5 @@ def test_language_row(language, tiny, tmp_path):
     # 3. synthesis through coqui's text front end, the number included
     synth = tiny["synth"]
     assert language in synth.languages
-    voice = synth.voice([wav])
-    audio = synth.synthesize(text, language, voice, Settings(seed=1, max_new_tokens=6))
+    audio = synth.synthesize(text, language, tiny["voice"], Settings(seed=1, max_new_tokens=6))
     assert audio.size > 0 and np.isfinite(audio).all()

@@ -1,6 +1,7 @@
 """Speech with known pauses, made offline with espeak-ng: the bundled demo input and test audio.
 
-`python -m xttsflow.demo demo/recordings` rewrites the demo recordings that the repository ships.
+`python -m xttsflow.demo demo/recordings` rewrites the demo recordings that the repository ships;
+`python -m xttsflow.demo --language pt demo/recordings-pt` the Portuguese ones (`make demo-pt`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ DEMO_SENTENCES = [
     "His last entry answers them: the sea was company enough, and the light was his friend.",
 ]
 
-#: The same story in Portuguese, for `make demo-pt` (espeak-ng's "pt" voice; no digits, so that the
+#: The same story in Portuguese, for `make demo-pt` (espeak-ng's "pt-br" voice; no digits, so that the
 #: recogniser's spelling of numbers cannot differ from the text).
 DEMO_SENTENCES_PT = [
     "O velho faroleiro subia a escada em espiral todas as tardes antes do pôr do sol.",
@@ -134,20 +135,27 @@ def speech_with_pauses(texts: list[str], pauses_s: list[float], voice: str = "en
     return Speech(samples.astype(np.float32), sample_rate, list(texts), pauses)
 
 
-def write_demo_recordings(out_dir: str | Path) -> list[Path]:
+#: The demo story per language: its sentences, espeak-ng voice and file names.
+DEMO_STORIES = {"en": (DEMO_SENTENCES, "en-us", "lighthouse"), "pt": (DEMO_SENTENCES_PT, "pt-br", "farol")}
+
+
+def write_demo_recordings(out_dir: str | Path, language: str = "en") -> list[Path]:
     """The three demo recordings (mp3, ogg/opus, m4a/aac): one speaker, pauses of 0.25 to 1.2 s."""
+    if language not in DEMO_STORIES:
+        raise XttsflowError(f"demo: no demo story in {language!r} (available: {', '.join(DEMO_STORIES)})")
+    sentences, voice, stem = DEMO_STORIES[language]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
-    third = len(DEMO_SENTENCES) // 3
+    third = len(sentences) // 3
     written = []
     for name, codec_args, texts in [
-        ("lighthouse part 1.mp3", ["-c:a", "libmp3lame", "-b:a", "48k"], DEMO_SENTENCES[:third]),
-        ("lighthouse part 2.ogg", ["-c:a", "libopus", "-b:a", "32k"], DEMO_SENTENCES[third: 2 * third]),
-        ("lighthouse part 3.m4a", ["-c:a", "aac", "-b:a", "48k"], DEMO_SENTENCES[2 * third:]),
+        (f"{stem} part 1.mp3", ["-c:a", "libmp3lame", "-b:a", "48k"], sentences[:third]),
+        (f"{stem} part 2.ogg", ["-c:a", "libopus", "-b:a", "32k"], sentences[third: 2 * third]),
+        (f"{stem} part 3.m4a", ["-c:a", "aac", "-b:a", "48k"], sentences[2 * third:]),
     ]:
         pauses = [float(p) for p in rng.choice([0.25, 0.7, 0.9, 1.2], size=len(texts) - 1)]
-        speech = speech_with_pauses(texts, pauses, speed=150, seed=len(written))
+        speech = speech_with_pauses(texts, pauses, voice=voice, speed=150, seed=len(written))
         wav = io.BytesIO()
         sf.write(wav, speech.samples, speech.sample_rate, format="WAV", subtype="PCM_16")
         dest = out_dir / name
@@ -160,8 +168,9 @@ def write_demo_recordings(out_dir: str | Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("demo", __doc__.splitlines()[0])
     parser.add_argument("out_dir", nargs="?", default="demo/recordings")
+    parser.add_argument("--language", default="en", choices=sorted(DEMO_STORIES), help="the story's language")
     args = parser.parse_args(argv)
-    for path in write_demo_recordings(args.out_dir):
+    for path in write_demo_recordings(args.out_dir, args.language):
         print(path)
 
 

@@ -45,9 +45,9 @@ FRONT_END_MODULES = {
     "hi": {"num_to_words": "indic-num2words"},
 }
 #: espeak-ng voices for the XTTS languages (tests, benchmarks and the Portuguese demo speak with them).
-ESPEAK_VOICES = {"en": "en-us", "es": "es", "fr": "fr-fr", "de": "de", "it": "it", "pt": "pt", "pl": "pl",
-                 "tr": "tr", "ru": "ru", "nl": "nl", "cs": "cs", "ar": "ar", "zh-cn": "cmn", "hu": "hu",
-                 "ko": "ko", "ja": "ja", "hi": "hi"}
+ESPEAK_VOICES = {"en": "en-us", "es": "es", "fr": "fr-fr", "de": "de", "it": "it", "pt": "pt-br",
+                 "pl": "pl", "tr": "tr", "ru": "ru", "nl": "nl", "cs": "cs", "ar": "ar", "zh-cn": "cmn",
+                 "hu": "hu", "ko": "ko", "ja": "ja", "hi": "hi"}
 #: Segments a source's language is detected over (the longest ones: more speech, surer answers).
 DETECT_SEGMENTS = 5
 
