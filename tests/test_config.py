@@ -187,3 +187,11 @@ def test_a_language_the_workflow_cannot_take_stops_at_config_time(monkeypatch):
     monkeypatch.setitem(languages.FRONT_END_MODULES, "ja", {"cutlet_not_installed_here": "cutlet"})
     with pytest.raises(XttsflowError, match="language 'ja': XTTS's ja text front end needs cutlet"):
         validate_config({"sources": [{**GOOD_SOURCE, "language": "ja"}]})
+
+
+def test_the_portuguese_demo_config_is_valid_and_portuguese():
+    config = validate_config(yaml.safe_load((REPO / "config" / "demo-pt.yaml").read_text()))
+    assert [s["language"] for s in config["sources"]] == ["pt"] and config["evaluate"]["language"] == "pt"
+    assert config["transcribe"]["model"] == "bundled:base"
+    assert sorted(p.name for p in (REPO / "demo" / "recordings-pt").iterdir()) == [
+        "farol part 1.mp3", "farol part 2.ogg", "farol part 3.m4a"]

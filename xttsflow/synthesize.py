@@ -17,6 +17,7 @@ from . import cli
 from .atomic import atomic_dir, read_json, write_json
 from .errors import XttsflowError
 from .inference import Settings, get_synthesizer, write_wav_chunks
+from .languages import xtts_language
 from .options import EvaluateConfig, parse
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ DEFAULT_SENTENCES = {
 def evaluation_sentences(cfg: EvaluateConfig, language: str) -> list[str]:
     """The configured sentences for `language` (evaluate.sentences), else the built-in ones."""
     configured = cfg.sentences.get(language)
-    sentences = configured or DEFAULT_SENTENCES.get(language) or DEFAULT_SENTENCES.get(language.split("-")[0])
+    sentences = configured or DEFAULT_SENTENCES.get(language) or DEFAULT_SENTENCES.get(xtts_language(language) or "")
     if not sentences:
         raise XttsflowError(
             f"evaluate: no evaluation sentences for language {language!r} — add a list under "
