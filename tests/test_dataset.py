@@ -347,6 +347,17 @@ def test_numbers_read_by_meaning_are_expanded_or_drop_the_clip(tmp_path, voices)
     assert reasons["nums-00000007_0005"] == "numbers: time 9:30, year 1984: read by meaning (numbers: drop)"
 
 
+def test_an_unsure_language_detection_keeps_the_sources_language(tmp_path, voices):
+    clips = good_clips(voices, 4) + [{"audio": voices["s0"], "text": DEMO_SENTENCES[0], "language": "la"},
+                                     {"audio": voices["s1"], "text": DEMO_SENTENCES[1], "language": "la"}]
+    source = write_source(tmp_path, "unsure-00000008", clips)
+    transcript = json.loads(source.transcript.read_text())
+    transcript["segments"][4]["language_probability"] = 0.2  # Whisper base on espeak-ng Portuguese says this
+    source.transcript.write_text(json.dumps(transcript))
+    built = build_dataset([source], tmp_path / "out", DatasetConfig())
+    assert built["clips"] == 5 and built["rejected_by_filter"] == {"language": 1}  # the sure "la" (p=0.98) only
+
+
 def test_multi_speaker_dataset_uses_coqui_layout(tmp_path, voices):
     from TTS.config.shared_configs import BaseDatasetConfig
     from TTS.tts.datasets import load_tts_samples

@@ -96,7 +96,9 @@ def _read_source(files: SourceFiles, config: DatasetConfig) -> tuple[list[Clip],
     for clip_id in sorted(listed.keys() | transcribed.keys()):
         seg = {**listed.get(clip_id, {}), **transcribed.get(clip_id, {})}
         detected = seg.get("language") or declared
-        mismatch = bool(declared and detected and not same_language(detected, declared))
+        probability = seg.get("language_probability")
+        sure = probability is None or probability >= config.min_language_probability
+        mismatch = bool(declared and detected and sure and not same_language(detected, declared))
         language = detected if (mismatch and config.language_mismatch == "keep") else (declared or detected)
         language = xtts_language(language) or language  # pt-br and pt are one language to XTTS
         clip = Clip(clip_id, files.source, str(speaker), language,

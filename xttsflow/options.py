@@ -160,6 +160,7 @@ class DatasetConfig(Options):
     speaker_similarity: float | None = Field(0.75, ge=-1, le=1)
     min_speech_ratio: float | None = Field(0.4, ge=0, le=1)
     language_mismatch: Literal["reject", "keep"] = "reject"
+    min_language_probability: float = Field(0.5, ge=0, le=1)
     unsupported_chars: Literal["reject", "strip"] = "reject"
     numbers: Literal["expand", "drop"] = "expand"
     val_fraction: float = Field(0.1, ge=0, lt=1)
