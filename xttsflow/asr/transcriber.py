@@ -9,9 +9,13 @@ import numpy as np
 
 from ..audio import read_audio
 from ..errors import XttsflowError
+from ..languages import XTTS_LANGUAGES
 from . import BACKENDS
 from .backend import WHISPER_SAMPLE_RATE, merge_parts
 from .config import TranscribeConfig
+
+#: XTTS-v2's languages in Whisper's codes (zh-cn is Whisper's zh).
+XTTS_WHISPER_CODES = frozenset(code.split("-")[0] for code in XTTS_LANGUAGES)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,9 @@ class Transcriber:
             return [("en", 1.0)] * len(audios)
         if forced and not self.cfg.detect_language:
             return [(forced, 1.0)] * len(audios)
-        return [self.impl.detect(a) for a in audios]
+        # Only languages XTTS speaks: on synthetic or accented speech Whisper's first guess is often one it
+        # could never train (espeak-ng's Portuguese: "la" at p=0.2), while the language meant is close behind.
+        return [self.impl.detect(a, XTTS_WHISPER_CODES) for a in audios]
 
 
 def make_transcriber(cfg: TranscribeConfig, threads: int = 1) -> Transcriber:
