@@ -171,7 +171,7 @@ def agree(prefix: str, model, options: dict, schema: dict) -> None:
 
 
 def test_a_language_the_workflow_cannot_take_stops_at_config_time(monkeypatch):
-    from xttsflow import languages
+    from xttsflow import frontends, languages
 
     for where in ({"sources": [{**GOOD_SOURCE, "language": "sv"}]},
                   {"sources": [GOOD_SOURCE], "default_language": "sv"},
@@ -184,7 +184,7 @@ def test_a_language_the_workflow_cannot_take_stops_at_config_time(monkeypatch):
     every = [{"path": f"{code}.wav", "speaker": "ana", "language": code} for code in languages.XTTS_LANGUAGES]
     validate_config({"sources": every})  # all 17 pass: their text front ends are installed
     # A front end whose package is absent is named with what to install (a module name nothing provides).
-    monkeypatch.setitem(languages.FRONT_END_MODULES, "ja", {"cutlet_not_installed_here": "cutlet"})
+    monkeypatch.setitem(frontends.FRONT_END_MODULES, "ja", {"cutlet_not_installed_here": "cutlet"})
     with pytest.raises(XttsflowError, match="language 'ja': XTTS's ja text front end needs cutlet"):
         validate_config({"sources": [{**GOOD_SOURCE, "language": "ja"}]})
 

@@ -18,7 +18,8 @@ from train_fixtures import tiny_base
 
 from xttsflow.audio import write_wav
 from xttsflow.demo import espeak
-from xttsflow.languages import ESPEAK_VOICES, check_languages
+from xttsflow.frontends import check_languages
+from xttsflow.languages import ESPEAK_VOICES
 from xttsflow.synthesize import DEFAULT_SENTENCES
 from xttsflow.textnorm import XTTS_LANGUAGES, XttsText, normalize
 

@@ -60,7 +60,8 @@ def validate_config(config: dict) -> dict:
             except ValidationError as err:
                 found += problems(err, SECTION_MODELS[name], f"{name}.")
     if not found:  # languages nobody can take through the workflow here stop it now, not mid-training
-        from .languages import check_languages, config_languages
+        from .frontends import check_languages
+        from .languages import config_languages
 
         found += [f"language {code!r}: {why}" for code, why in check_languages(config_languages(config)).items()]
     if found:

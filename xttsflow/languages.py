@@ -1,14 +1,13 @@
 """Which languages this installation can take through the workflow, and `language: auto` per source.
 
-Config time: a language XTTS-v2 does not speak, or one whose text front end needs a package that is not
-installed, stops the run before any job, with the reason (never a crash in the middle of training).
+Config time (xttsflow/frontends.py): a language XTTS-v2 does not speak, or one whose text front end needs a
+package that is not installed, stops the run before any job, with the reason (never a crash mid-training).
 Transcribe time: `language: auto` detects a source's language over several of its segments (Whisper's
 probabilities summed), records it, and the per-clip screen flags clips detected as another language.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections import defaultdict
 
@@ -37,36 +36,12 @@ def same_language(a: str | None, b: str | None) -> bool:
 
 
 AUTO = "auto"
-#: What each language's text front end imports beyond coqui-tts itself (its extras; Hindi numbers: ours).
-FRONT_END_MODULES = {
-    "ja": {"cutlet": "cutlet", "fugashi": "fugashi", "unidic_lite": "unidic-lite"},
-    "zh-cn": {"pypinyin": "pypinyin"},
-    "ko": {"ko_speech_tools": "ko-speech-tools"},
-    "hi": {"num_to_words": "indic-num2words"},
-}
 #: espeak-ng voices for the XTTS languages (tests, benchmarks and the Portuguese demo speak with them).
 ESPEAK_VOICES = {"en": "en-us", "es": "es", "fr": "fr-fr", "de": "de", "it": "it", "pt": "pt-br",
                  "pl": "pl", "tr": "tr", "ru": "ru", "nl": "nl", "cs": "cs", "ar": "ar", "zh-cn": "cmn",
                  "hu": "hu", "ko": "ko", "ja": "ja", "hi": "hi"}
 #: Segments a source's language is detected over (the longest ones: more speech, surer answers).
 DETECT_SEGMENTS = 5
-
-
-def check_languages(languages) -> dict[str, str]:
-    """{code: why it cannot be used here} for the given codes; {} when every one can."""
-    refused = {}
-    for code in dict.fromkeys(c for c in languages if c and c != AUTO):
-        name = xtts_language(code)
-        if name is None:
-            refused[code] = (f"XTTS-v2 does not speak {code!r} (it speaks {', '.join(XTTS_LANGUAGES)}) — "
-                             "fine-tuning cannot teach it a new language's text front end")
-            continue
-        missing = [dist for module, dist in FRONT_END_MODULES.get(name, {}).items()
-                   if importlib.util.find_spec(module) is None]
-        if missing:
-            refused[code] = (f"XTTS's {name} text front end needs {', '.join(missing)}, which is not installed "
-                             "— install the pins in requirements.lock (pip install -r requirements.lock)")
-    return refused
 
 
 def config_languages(config: dict) -> list[str]:
