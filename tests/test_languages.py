@@ -86,3 +86,11 @@ def test_language_row(language, tiny, tmp_path):
     assert language in synth.languages
     audio = synth.synthesize(text, language, tiny["voice"], Settings(seed=1, max_new_tokens=6))
     assert audio.size > 0 and np.isfinite(audio).all()
+
+
+def test_text_the_tokenizer_cannot_encode_is_a_clear_error(tiny):
+    from xttsflow.errors import XttsflowError
+
+    with pytest.raises(XttsflowError, match="tokenizer cannot encode 🙂 in 'The keeper smiled 🙂"):
+        tiny["synth"].sentences("The keeper smiled 🙂 at the sea.", "en")
+    assert tiny["synth"].sentences("The keeper smiled at the sea.", "en") == ["The keeper smiled at the sea."]

@@ -30,6 +30,9 @@ from .errors import XttsflowError
 from .options import SamplingSettings
 from .textnorm import expand_numbers
 
+#: XTTS's [UNK] text token: the vocab has no piece for a character.
+UNK_ID = 1
+
 log = logging.getLogger(__name__)
 
 #: XTTS computes speaker latents from at least this much audio (coqui refuses below 0.33 s).
@@ -221,12 +224,20 @@ class Synthesizer:
 
     def _encode(self, sentence: str, language: str) -> list[int]:
         try:
-            return self.model.tokenizer.encode(sentence.lower(), lang=language)
+            ids = self.model.tokenizer.encode(sentence.lower(), lang=language)
         except Exception as err:  # noqa: BLE001 - coqui's text front end (num2words, cleaners) fails many ways
             raise XttsflowError(
                 f"XTTS's {language} text front end cannot read {sentence[:60]!r} ({type(err).__name__}: "
                 f"{str(err)[:80]}) — spell out very long numbers and unusual symbols as words"
             ) from err
+        if UNK_ID in ids:  # XTTS would speak a guess for it: say which characters instead
+            vocab = self.model.tokenizer.tokenizer
+            bad = sorted({ch for ch in sentence.lower() if not ch.isspace() and UNK_ID in vocab.encode(ch).ids})
+            raise XttsflowError(
+                f"XTTS's {language} tokenizer cannot encode {' '.join(bad) or 'part of'} in {sentence[:60]!r} — "
+                "remove those characters or write them in the language's own script"
+            )
+        return ids
 
     def stream(self, text: str, language: str, voice: Voice, settings: Settings | None = None) -> Iterator[np.ndarray]:
         """Float32 audio at `sample_rate`, one sentence at a time (sentence i is sampled with seed + i)."""
