@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 CORES ?= all
 
-.PHONY: install system-deps test test-realsize demo dag lint bench lock clean-demo
+.PHONY: install system-deps test test-realsize demo demo-pt dag lint bench lock clean-demo
 
 install: system-deps $(STAMP)
 
@@ -45,6 +45,14 @@ demo: install
 	@echo
 	@echo "Demo done. Segments: segments/  transcripts: transcripts/  dataset: dataset/"
 	@echo "Fine-tuned model: checkpoints/  samples: samples/  metrics: reports/  report: report.html"
+
+# The Portuguese demo (config/demo-pt.yaml) in its own working folder, demo-pt-run/.
+demo-pt: install
+	mkdir -p demo-pt-run
+	$(BIN)/snakemake --snakefile $(CURDIR)/Snakefile --directory demo-pt-run --configfile $(CURDIR)/config/demo-pt.yaml --cores $(CORES)
+	$(BIN)/snakemake --snakefile $(CURDIR)/Snakefile --directory demo-pt-run --configfile $(CURDIR)/config/demo-pt.yaml --report report.html
+	@echo
+	@echo "Portuguese demo done, in demo-pt-run/ (report: demo-pt-run/report.html)"
 
 dag: install
 	$(BIN)/snakemake --dag | dot -Tsvg > dag.svg

@@ -168,3 +168,30 @@ def agree(prefix: str, model, options: dict, schema: dict) -> None:
         nested = model_in(model.model_fields[option].annotation)
         if nested:  # a nested section (transcribe.screen) or a list of entries (sources)
             agree(f"{key}.", nested, spec.get("properties") or spec["items"]["properties"], schema)
+
+
+def test_a_language_the_workflow_cannot_take_stops_at_config_time(monkeypatch):
+    from xttsflow import frontends, languages
+
+    for where in ({"sources": [{**GOOD_SOURCE, "language": "sv"}]},
+                  {"sources": [GOOD_SOURCE], "default_language": "sv"},
+                  {"sources": [GOOD_SOURCE], "evaluate": {"language": "sv"}}):
+        with pytest.raises(XttsflowError, match="language 'sv': XTTS-v2 does not speak 'sv'"):
+            validate_config(copy.deepcopy(where))
+    auto = validate_config({"sources": [{**GOOD_SOURCE, "language": "auto"}, {"path": "b.wav", "speaker": "ana"}],
+                            "default_language": "auto"})
+    assert auto["sources"][0]["language"] == "auto" and auto["default_language"] == "auto"
+    every = [{"path": f"{code}.wav", "speaker": "ana", "language": code} for code in languages.XTTS_LANGUAGES]
+    validate_config({"sources": every})  # all 17 pass: their text front ends are installed
+    # A front end whose package is absent is named with what to install (a module name nothing provides).
+    monkeypatch.setitem(frontends.FRONT_END_MODULES, "ja", {"cutlet_not_installed_here": "cutlet"})
+    with pytest.raises(XttsflowError, match="language 'ja': XTTS's ja text front end needs cutlet"):
+        validate_config({"sources": [{**GOOD_SOURCE, "language": "ja"}]})
+
+
+def test_the_portuguese_demo_config_is_valid_and_portuguese():
+    config = validate_config(yaml.safe_load((REPO / "config" / "demo-pt.yaml").read_text()))
+    assert [s["language"] for s in config["sources"]] == ["pt"] and config["evaluate"]["language"] == "pt"
+    assert config["transcribe"]["model"] == "bundled:base"
+    assert sorted(p.name for p in (REPO / "demo" / "recordings-pt").iterdir()) == [
+        "farol part 1.mp3", "farol part 2.ogg", "farol part 3.m4a"]

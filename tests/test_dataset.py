@@ -119,7 +119,8 @@ def test_dataset_loads_with_coqui_and_xtts_yields_batches(tmp_path, voices, tiny
     rows = read_rows(out / "metadata.csv")
     assert len(rows) == stats["clips"] == 12 and all(len(r) == 3 for r in rows)
     assert rows[0] == ["alpha-1234abcd_0001", "It cost 25 dollars in 1999, they said.",
-                       "It cost twenty-five dollars in one thousand, nine hundred and ninety-nine, they said."]
+                       # an English year is read as a year (dataset.numbers: expand; issue 10/11)
+                       "It cost twenty-five dollars in nineteen ninety-nine, they said."]
     train, val = read_rows(out / "metadata_train.csv"), read_rows(out / "metadata_val.csv")
     assert sorted(train + val) == sorted(rows) and train and val
     assert {r[0] for r in val} >= {r[0] for r in rows if split_bucket(r[0]) < 0.1}
@@ -337,6 +338,34 @@ def test_characters_outside_the_tokenizer(tmp_path, voices, tiny_vocab):
     # without a vocab the alphabet check (letters + punctuation) catches the emoji but not the Chinese letters
     estimate = build_dataset([source], tmp_path / "estimate", DatasetConfig())
     assert estimate["rejected_by_filter"] == {"characters": 1} and estimate["text"]["tokenizer"] == "char-estimate"
+
+
+def test_numbers_read_by_meaning_are_expanded_or_drop_the_clip(tmp_path, voices):
+    clips = good_clips(voices, 4) + [
+        {"audio": voices["s0"], "text": "In 1984 the keeper lit the lamp at 9:30."},
+        {"audio": voices["s1"], "text": "He counted 25 geese."},  # a plain cardinal: never ambiguous
+    ]
+    source = write_source(tmp_path, "nums-00000007", clips)
+    expanded = build_dataset([source], tmp_path / "expand", DatasetConfig())
+    assert expanded["clips"] == 6
+    normalized = {r[0]: r[2] for r in read_rows(tmp_path / "expand" / "metadata.csv")}
+    assert normalized["nums-00000007_0005"] == "In nineteen eighty-four the keeper lit the lamp at nine thirty."
+    dropped = build_dataset([source], tmp_path / "drop", DatasetConfig(numbers="drop"))
+    assert dropped["clips"] == 5 and dropped["rejected_by_filter"] == {"numbers": 1}
+    with open(tmp_path / "drop" / "rejected.csv", encoding="utf-8") as f:
+        reasons = {row["id"]: row["reasons"] for row in csv.DictReader(f)}
+    assert reasons["nums-00000007_0005"] == "numbers: time 9:30, year 1984: read by meaning (numbers: drop)"
+
+
+def test_an_unsure_language_detection_keeps_the_sources_language(tmp_path, voices):
+    clips = good_clips(voices, 4) + [{"audio": voices["s0"], "text": DEMO_SENTENCES[0], "language": "la"},
+                                     {"audio": voices["s1"], "text": DEMO_SENTENCES[1], "language": "la"}]
+    source = write_source(tmp_path, "unsure-00000008", clips)
+    transcript = json.loads(source.transcript.read_text())
+    transcript["segments"][4]["language_probability"] = 0.2  # Whisper base on espeak-ng Portuguese says this
+    source.transcript.write_text(json.dumps(transcript))
+    built = build_dataset([source], tmp_path / "out", DatasetConfig())
+    assert built["clips"] == 5 and built["rejected_by_filter"] == {"language": 1}  # the sure "la" (p=0.98) only
 
 
 def test_multi_speaker_dataset_uses_coqui_layout(tmp_path, voices):

@@ -98,3 +98,24 @@ def test_every_flag_names_its_check_and_value():
 def test_normalise():
     assert normalise("  Thanks   for WATCHING!!  ") == "thanks for watching"
     assert normalise("Amara.org") == "amara.org"
+
+
+def test_every_xtts_language_has_its_phantom_phrases():
+    from xttsflow.hallucination import KNOWN_PHRASES
+    from xttsflow.textnorm import XTTS_LANGUAGES
+
+    assert set(XTTS_LANGUAGES) <= set(KNOWN_PHRASES)
+    cfg = ScreenConfig()
+    for language, text, found in [
+        ("pt", "Legendas pela comunidade Amara.org", "amara.org"),
+        ("pt", "Obrigado por assistir!", "obrigado por assistir"),
+        ("de", "Untertitel im Auftrag des ZDF, 2017", "untertitel im auftrag des zdf"),
+        ("ja", "ご視聴ありがとうございました", "ご視聴ありがとうございました"),
+        ("tr", "Abone olmayı unutmayın.", "abone olmayı unutmayın"),
+        ("zh-cn", "谢谢观看", "谢谢观看"),
+    ]:
+        flags = screen({"text": text}, 2.0, language, cfg)
+        assert f"known_phrase: {found!r}" in flags, (language, flags)
+    # A phrase is only another language's phantom: Portuguese credits are real words in an English talk.
+    assert not [f for f in screen({"text": "Thanks for watching the ships, he said."}, 3.0, "pt", cfg)
+                if f.startswith("known_phrase")]

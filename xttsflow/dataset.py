@@ -27,13 +27,13 @@ from .atomic import atomic_dir, link_or_copy, read_json, write_json, write_text
 from .errors import XttsflowError
 from .options import DatasetConfig, parse
 from .status import STATUS_GLOB, read_status
-from .textnorm import XttsText, clean, normalize, same_language, xtts_language
+from .textnorm import XttsText, ambiguous_numbers, clean, normalize, same_language, xtts_language
 
 log = logging.getLogger(__name__)
 
 #: Filters in the order rejected.csv lists them (a clip may fail several).
 FILTERS = ("audio", "untranscribed", "duration", "empty_text", "language", "characters", "text_tokens",
-           "confidence", "flags", "speaker", "silence", "quality", "text_rate")
+           "confidence", "flags", "speaker", "silence", "quality", "text_rate", "numbers")
 #: Flags the transcribe screen raises that the dataset's own filters judge with their own thresholds.
 OWN_FILTER_FLAGS = ("avg_logprob", "no_speech_prob", "language")
 LJSPEECH_FILES = {"all": paths.METADATA, "train": paths.METADATA_TRAIN, "val": paths.METADATA_VAL}
@@ -98,7 +98,9 @@ def _read_source(files: SourceFiles, config: DatasetConfig) -> tuple[list[Clip],
     for clip_id in sorted(listed.keys() | transcribed.keys()):
         seg = {**listed.get(clip_id, {}), **transcribed.get(clip_id, {})}
         detected = seg.get("language") or declared
-        mismatch = bool(declared and detected and not same_language(detected, declared))
+        probability = seg.get("language_probability")
+        sure = probability is None or probability >= config.min_language_probability
+        mismatch = bool(declared and detected and sure and not same_language(detected, declared))
         language = detected if (mismatch and config.language_mismatch == "keep") else (declared or detected)
         language = xtts_language(language) or language  # pt-br and pt are one language to XTTS
         clip = Clip(clip_id, files.source, str(speaker), language,
@@ -143,6 +145,8 @@ def _check_text(clip: Clip, config: DatasetConfig, xtts: XttsText) -> None:
     if language is None:
         clip.reject("language", f"{clip.language or 'no language'} is not a language XTTS-v2 speaks")
         return
+    if config.numbers == "drop" and (ambiguous := ambiguous_numbers(clip.text, language)):
+        clip.reject("numbers", f"{', '.join(ambiguous)}: read by meaning (numbers: drop)")
     check = xtts.check(clip.normalized_text, language)
     if check.unsupported and config.unsupported_chars == "strip":
         clip.normalized_text = xtts.strip_unsupported(clip.normalized_text, check.unsupported)

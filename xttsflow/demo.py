@@ -1,6 +1,7 @@
 """Speech with known pauses, made offline with espeak-ng: the bundled demo input and test audio.
 
-`python -m xttsflow.demo demo/recordings` rewrites the demo recordings that the repository ships.
+`python -m xttsflow.demo demo/recordings` rewrites the demo recordings that the repository ships;
+`python -m xttsflow.demo --language pt demo/recordings-pt` the Portuguese ones (`make demo-pt`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,39 @@ DEMO_SENTENCES = [
     "Even now, the town clock strikes the hour with the same slow and steady beat.",
     "Visitors often ask whether the keeper was ever lonely on his rocky island.",
     "His last entry answers them: the sea was company enough, and the light was his friend.",
+]
+
+#: The same story in Portuguese, for `make demo-pt` (espeak-ng's "pt-br" voice; no digits, so that the
+#: recogniser's spelling of numbers cannot differ from the text).
+DEMO_SENTENCES_PT = [
+    "O velho faroleiro subia a escada em espiral todas as tardes antes do pôr do sol.",
+    "Ele aparava o pavio, polia a grande lente de vidro e observava os navios passarem.",
+    "Nas noites de tempestade as ondas batiam nas rochas com um som de trovão distante.",
+    "Os marinheiros em alto mar procuravam a sua luz para entrar no porto em segurança.",
+    "De manhã ele anotava o tempo, o vento e os nomes dos barcos que tinha visto.",
+    "A sua filha trazia pão, queijo e maçãs do mercado da aldeia aos domingos.",
+    "Ela contava-lhe histórias sobre as pessoas da vila e as notícias da capital.",
+    "Anos mais tarde ela própria tornou-se faroleira, e a luz nunca falhou uma só noite.",
+    "Ainda hoje os viajantes visitam a torre para ler os cadernos que ele deixou.",
+    "As páginas estão cheias de pequenos desenhos de aves, de nuvens e das cores do mar.",
+    "Algumas notas descrevem baleias que nadavam perto da costa no início da primavera.",
+    "Outras registam os longos invernos calmos em que nenhum navio se aproximava da ilha.",
+    "Um museu perto do porto guarda agora a lente, os diários de bordo e as suas botas de couro.",
+    "As crianças encostam o rosto ao vidro para ver como a velha lâmpada funcionava.",
+    "Todos os verões a vila faz uma festa com música, barcos e lanternas sobre a água.",
+    "À meia noite as lanternas são soltas juntas e vão devagar em direção ao horizonte.",
+    "Os cadernos do faroleiro também listam as ferramentas que usava para reparar a lâmpada.",
+    "Quando o óleo acabava ele remava pela baía para buscar barris novos no continente.",
+    "A travessia levava quase um dia, e ele levava sempre um remo extra e um casaco quente.",
+    "Os pescadores acenavam dos seus barcos e às vezes partilhavam parte da pesca.",
+    "No outono, bandos de gansos descansavam na ilha antes de voarem mais para o sul.",
+    "Ele contava-os todos os anos e reparou que o seu número crescia devagar.",
+    "Num inverno a baía gelou por completo, e as pessoas atravessaram o gelo para o visitar.",
+    "Trouxeram sopa, cobertores e cartas, e ficaram para ver a luz começar a girar.",
+    "A lâmpada dava uma volta a cada doze segundos, um ritmo que todos os marinheiros conheciam.",
+    "Ainda hoje o relógio da vila bate as horas com o mesmo ritmo lento e firme.",
+    "Os visitantes perguntam muitas vezes se o faroleiro se sentia sozinho na sua ilha.",
+    "A sua última nota responde: o mar era companhia bastante, e a luz era a sua amiga.",
 ]
 
 
@@ -101,20 +135,27 @@ def speech_with_pauses(texts: list[str], pauses_s: list[float], voice: str = "en
     return Speech(samples.astype(np.float32), sample_rate, list(texts), pauses)
 
 
-def write_demo_recordings(out_dir: str | Path) -> list[Path]:
+#: The demo story per language: its sentences, espeak-ng voice and file names.
+DEMO_STORIES = {"en": (DEMO_SENTENCES, "en-us", "lighthouse"), "pt": (DEMO_SENTENCES_PT, "pt-br", "farol")}
+
+
+def write_demo_recordings(out_dir: str | Path, language: str = "en") -> list[Path]:
     """The three demo recordings (mp3, ogg/opus, m4a/aac): one speaker, pauses of 0.25 to 1.2 s."""
+    if language not in DEMO_STORIES:
+        raise XttsflowError(f"demo: no demo story in {language!r} (available: {', '.join(DEMO_STORIES)})")
+    sentences, voice, stem = DEMO_STORIES[language]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
-    third = len(DEMO_SENTENCES) // 3
+    third = len(sentences) // 3
     written = []
     for name, codec_args, texts in [
-        ("lighthouse part 1.mp3", ["-c:a", "libmp3lame", "-b:a", "48k"], DEMO_SENTENCES[:third]),
-        ("lighthouse part 2.ogg", ["-c:a", "libopus", "-b:a", "32k"], DEMO_SENTENCES[third: 2 * third]),
-        ("lighthouse part 3.m4a", ["-c:a", "aac", "-b:a", "48k"], DEMO_SENTENCES[2 * third:]),
+        (f"{stem} part 1.mp3", ["-c:a", "libmp3lame", "-b:a", "48k"], sentences[:third]),
+        (f"{stem} part 2.ogg", ["-c:a", "libopus", "-b:a", "32k"], sentences[third: 2 * third]),
+        (f"{stem} part 3.m4a", ["-c:a", "aac", "-b:a", "48k"], sentences[2 * third:]),
     ]:
         pauses = [float(p) for p in rng.choice([0.25, 0.7, 0.9, 1.2], size=len(texts) - 1)]
-        speech = speech_with_pauses(texts, pauses, speed=150, seed=len(written))
+        speech = speech_with_pauses(texts, pauses, voice=voice, speed=150, seed=len(written))
         wav = io.BytesIO()
         sf.write(wav, speech.samples, speech.sample_rate, format="WAV", subtype="PCM_16")
         dest = out_dir / name
@@ -127,8 +168,9 @@ def write_demo_recordings(out_dir: str | Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = cli.parser("demo", __doc__.splitlines()[0])
     parser.add_argument("out_dir", nargs="?", default="demo/recordings")
+    parser.add_argument("--language", default="en", choices=sorted(DEMO_STORIES), help="the story's language")
     args = parser.parse_args(argv)
-    for path in write_demo_recordings(args.out_dir):
+    for path in write_demo_recordings(args.out_dir, args.language):
         print(path)
 
 

@@ -16,29 +16,41 @@ from pydantic import Field
 from .options import Options
 
 #: Phrases Whisper is known to produce on non-speech (from subtitle credits and video outros in its
-#: training data), per language, compared after normalise(). "*" applies to every language.
+#: training data), per language, compared after normalise(). "*" applies to every language. Sources: the
+#: list collected in openai/whisper discussion #928 (as kept in JSchmie/ScrAIbe scraibe/hallucinations.py:
+#: the Amara.org credits in nl/de/fr/it/es/pt/pl/zh, ZDF/WDR/SWR, QTSS, ST' 501, the Russian subtitle
+#: editor credit, Turkish "abone olmayı unutmayın"), reports of silence outputs in other trackers
+#: (amicalhq/amical#71 and Vexa-ai/vexa#617: ご視聴ありがとうございました, 次の動画でお会いしましょう;
+#: PocketShell-io/pocketshell#452: 시청해주셔서 감사합니다), and the phrases issue 11 names.
 KNOWN_PHRASES: dict[str, list[str]] = {
     "*": ["amara.org", "amara org"],
     "en": ["thanks for watching", "thank you for watching", "please subscribe", "subscribe to my channel",
            "like and subscribe", "subtitles by the amara.org community", "transcription by castingwords",
            "see you in the next video", "www.mooji.org"],
     "pt": ["legendas pela comunidade amara.org", "obrigado por assistir", "obrigada por assistir",
-           "inscreva-se no canal", "legenda adriana zanotto", "legendado por"],
+           "inscreva-se no canal", "legenda adriana zanotto", "legendado por",
+           "transcrição e legendas pela comunidade de amara.org"],
     "es": ["subtítulos realizados por la comunidad de amara.org", "gracias por ver el video",
-           "gracias por ver", "suscríbete al canal", "subtítulos por la comunidad de amara.org"],
+           "gracias por ver", "suscríbete al canal", "subtítulos por la comunidad de amara.org",
+           "subtitulado por la comunidad de amara.org", "más información www.alimmenta.com"],
     "fr": ["sous-titres réalisés par la communauté d'amara.org", "merci d'avoir regardé cette vidéo",
-           "sous-titrage st' 501", "abonnez-vous"],
+           "sous-titrage st' 501", "sous-titrage st'501", "abonnez-vous", "par soustitreur.com"],
     "de": ["untertitel der amara.org-community", "untertitelung des zdf", "untertitel im auftrag des zdf",
-           "vielen dank fürs zuschauen", "copyright wdr"],
-    "it": ["sottotitoli creati dalla comunità amara.org", "grazie per la visione", "iscriviti al canale"],
-    "nl": ["ondertiteling door de amara.org gemeenschap", "bedankt voor het kijken"],
-    "pl": ["napisy stworzone przez społeczność amara.org", "dziękuję za obejrzenie"],
+           "untertitelung im auftrag des zdf", "vielen dank fürs zuschauen", "copyright wdr",
+           "untertitel von stephanie geiges", "swr 2020", "swr 2021"],
+    "it": ["sottotitoli creati dalla comunità amara.org", "grazie per la visione", "iscriviti al canale",
+           "sottotitoli e revisione a cura di qtss", "sottotitoli a cura di qtss"],
+    "nl": ["ondertiteling door de amara.org gemeenschap", "bedankt voor het kijken",
+           "ondertitels ingediend door de amara.org gemeenschap", "ondertiteld door de amara.org gemeenschap"],
+    "pl": ["napisy stworzone przez społeczność amara.org", "dziękuję za obejrzenie",
+           "napisy wykonane przez społeczność amara.org", "www.multi-moto.eu"],
     "ru": ["субтитры сделал dimatorzok", "субтитры создавал dimatorzok", "продолжение следует",
-           "спасибо за просмотр", "редактор субтитров"],
-    "tr": ["altyazı m.k.", "izlediğiniz için teşekkürler"],
+           "спасибо за просмотр", "редактор субтитров", "корректор а.егорова"],
+    "tr": ["altyazı m.k.", "izlediğiniz için teşekkürler", "abone olmayı unutmayın"],
     "cs": ["titulky vytvořil johnyx", "děkuji za pozornost"],
-    "ja": ["ご視聴ありがとうございました", "チャンネル登録"],
-    "zh-cn": ["字幕由amara.org社区提供", "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目", "谢谢观看"],
+    "ja": ["ご視聴ありがとうございました", "チャンネル登録", "次の動画でお会いしましょう"],
+    "zh-cn": ["字幕由amara.org社区提供", "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目", "谢谢观看",
+              "小編字幕由amara.org社區提供"],
     "ko": ["시청해주셔서 감사합니다", "구독과 좋아요"],
     "ar": ["ترجمة نانسي قنقر", "شكرا للمشاهدة"],
     "hu": ["feliratok az amara.org közösségtől", "köszönöm a figyelmet"],

@@ -28,6 +28,10 @@ from .audio import decode
 from .devices import resolve_device
 from .errors import XttsflowError
 from .options import SamplingSettings
+from .textnorm import expand_numbers
+
+#: XTTS's [UNK] text token: the vocab has no piece for a character.
+UNK_ID = 1
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +147,8 @@ class Synthesizer:
         """The config's languages whose text front end runs here (ja/zh need extra packages, some have none)."""
         working = []
         for lang in self.config.languages:
-            try:
-                self.model.tokenizer.encode("hello 12.", lang=lang)
+            try:  # digits as sentences() hands them over: spelled out by our expander, as the dataset does
+                self.model.tokenizer.encode(expand_numbers("hello 12.", lang), lang=lang)
             except Exception as err:  # noqa: BLE001 - any failure means "not usable here"; logged, not hidden
                 log.info("language %s is unavailable with this checkpoint here: %s: %s", lang, type(err).__name__, err)
             else:
@@ -202,6 +206,9 @@ class Synthesizer:
         self.check_language(language)
         if not any(ch.isalnum() for ch in text):
             raise XttsflowError("the text has nothing to speak (no letters or digits) — send words")
+        # Numbers spelled out as the dataset stage does (years, times, Hindi, Czech ordinals included),
+        # before coqui's own expander, which reads those wrong or fails on them.
+        text = expand_numbers(text, language)
         limit = self.model.tokenizer.char_limits.get(language.split("-")[0], 250)
         out = []
         pending = split_sentences(text, limit)
@@ -217,12 +224,20 @@ class Synthesizer:
 
     def _encode(self, sentence: str, language: str) -> list[int]:
         try:
-            return self.model.tokenizer.encode(sentence.lower(), lang=language)
+            ids = self.model.tokenizer.encode(sentence.lower(), lang=language)
         except Exception as err:  # noqa: BLE001 - coqui's text front end (num2words, cleaners) fails many ways
             raise XttsflowError(
                 f"XTTS's {language} text front end cannot read {sentence[:60]!r} ({type(err).__name__}: "
                 f"{str(err)[:80]}) — spell out very long numbers and unusual symbols as words"
             ) from err
+        if UNK_ID in ids:  # XTTS would speak a guess for it: say which characters instead
+            vocab = self.model.tokenizer.tokenizer
+            bad = sorted({ch for ch in sentence.lower() if not ch.isspace() and UNK_ID in vocab.encode(ch).ids})
+            raise XttsflowError(
+                f"XTTS's {language} tokenizer cannot encode {' '.join(bad) or 'part of'} in {sentence[:60]!r} — "
+                "remove those characters or write them in the language's own script"
+            )
+        return ids
 
     def stream(self, text: str, language: str, voice: Voice, settings: Settings | None = None) -> Iterator[np.ndarray]:
         """Float32 audio at `sample_rate`, one sentence at a time (sentence i is sampled with seed + i)."""

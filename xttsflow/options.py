@@ -20,6 +20,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[a-zA-Z]{2,4})?$"
 Speaker = Annotated[str, Field(pattern=NAME_PATTERN)]
 Language = Annotated[str, Field(pattern=LANGUAGE_PATTERN)]
+#: A source's language: a code, or "auto" (detected by the transcribe stage; xttsflow/languages.py).
+SourceLanguage = Annotated[str, Field(pattern=r"^([a-z]{2,3}(-[a-zA-Z]{2,4})?|auto)$")]
 Stage = Literal["ingest", "segment", "transcribe", "dataset", "train", "evaluate"]
 AudioQuality = Literal["best", "128k", "64k"]
 AUDIO_QUALITIES = get_args(AudioQuality)
@@ -67,7 +69,7 @@ class SourceEntry(Options):
     url: str = Field(None, pattern=r"^https?://")
     path: str = Field(None, min_length=1)
     speaker: Speaker
-    language: Language = None
+    language: SourceLanguage = None
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceEntry:
@@ -81,7 +83,7 @@ class TopLevel(Options):
 
     sources: list[SourceEntry] = Field(min_length=1)
     until: Stage = "evaluate"
-    default_language: Language = "pt"
+    default_language: SourceLanguage = "pt"
     on_source_error: Literal["skip", "stop"] = "skip"
 
 
@@ -164,7 +166,9 @@ class DatasetConfig(Options):
     speaker_similarity: float | None = Field(0.75, ge=-1, le=1)
     min_speech_ratio: float | None = Field(0.4, ge=0, le=1)
     language_mismatch: Literal["reject", "keep"] = "reject"
+    min_language_probability: float = Field(0.5, ge=0, le=1)
     unsupported_chars: Literal["reject", "strip"] = "reject"
+    numbers: Literal["expand", "drop"] = "expand"
     val_fraction: float = Field(0.1, ge=0, lt=1)
     min_val_clips: int = Field(1, ge=0)
     # the audio-quality screen (xttsflow/quality.py); any of them set adds the per-source quality job

@@ -17,6 +17,7 @@ from . import cli
 from .atomic import atomic_dir, read_json, write_json
 from .errors import XttsflowError
 from .inference import Settings, get_synthesizer, write_wav_chunks
+from .languages import xtts_language
 from .options import EvaluateConfig, parse
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,69 @@ DEFAULT_SENTENCES = {
         "Хороший голос должен звучать естественно, ясно и тепло, даже в длинной фразе, как эта.",
         "Спасибо, что выслушали, и хорошего дня.",
     ],
+    "tr": [
+        "Pijamalı hasta yağız şoföre çabucak güvendi.",
+        "Lütfen Stella'yı ara ve bu eşyaları mağazadan getirmesini söyle.",
+        "Dün gece ışıklar söndüğünde neredeydin?",
+        "İyi bir ses, bunun gibi uzun bir cümlede bile doğal, net ve sıcak duyulmalıdır.",
+        "Beni dinlediğin için teşekkür ederim, güzel bir gün geçir.",
+    ],
+    "cs": [
+        "Příliš žluťoučký kůň úpěl ďábelské ódy.",
+        "Zavolej prosím Stelle a popros ji, ať přinese tyhle věci z obchodu.",
+        "Kde jsi byl, když včera večer zhasla světla?",
+        "Dobrý hlas by měl znít přirozeně, jasně a vřele, i v dlouhé větě, jako je tato.",
+        "Děkuji za poslech a přeji krásný den.",
+    ],
+    "ar": [
+        "الطقس جميل اليوم في المدينة القديمة.",
+        "من فضلك اتصل بستيلا واطلب منها أن تحضر هذه الأشياء من المتجر.",
+        "أين كنت عندما انطفأت الأنوار الليلة الماضية؟",
+        "يجب أن يبدو الصوت الجيد طبيعيا وواضحا ودافئا، حتى في جملة طويلة مثل هذه.",
+        "شكرا على الاستماع، وأتمنى لك يوما رائعا.",
+    ],
+    "zh-cn": [
+        "敏捷的棕色狐狸跳过了那只懒狗。",
+        "请给斯特拉打电话，让她从商店把这些东西带来。",
+        "昨天晚上灯灭的时候你在哪里？",
+        "一个好的声音应该听起来自然、清晰而温暖，即使是在这样的长句子里。",
+        "谢谢你的收听，祝你有美好的一天。",
+    ],
+    "hu": [
+        "Árvíztűrő tükörfúrógép.",
+        "Kérlek, hívd fel Stellát, és kérd meg, hogy hozza el ezeket a dolgokat a boltból.",
+        "Hol voltál, amikor tegnap este kialudtak a fények?",
+        "Egy jó hangnak természetesen, tisztán és melegen kell szólnia, még egy ilyen hosszú mondatban is.",
+        "Köszönöm, hogy meghallgattál, és további szép napot!",
+    ],
+    "ko": [
+        "다람쥐 헌 쳇바퀴에 타고파.",
+        "스텔라에게 전화해서 가게에서 이 물건들을 가져오라고 부탁해 주세요.",
+        "어젯밤 불이 꺼졌을 때 어디에 있었어요?",
+        "좋은 목소리는 이렇게 긴 문장에서도 자연스럽고 맑고 따뜻하게 들려야 합니다.",
+        "들어 주셔서 감사합니다. 좋은 하루 보내세요.",
+    ],
+    "ja": [
+        "すばやい茶色の狐がのろまな犬を飛び越えた。",
+        "ステラに電話して、お店からこれらの物を持ってくるように頼んでください。",
+        "昨日の夜、電気が消えたとき、どこにいましたか？",
+        "良い声は、このような長い文でも、自然で、はっきりとして、温かく聞こえるべきです。",
+        "聞いてくれてありがとう。良い一日を。",
+    ],
+    "hi": [
+        "तेज़ भूरी लोमड़ी आलसी कुत्ते के ऊपर कूद गई।",
+        "कृपया स्टेला को फ़ोन करो और उससे कहो कि वह दुकान से ये चीज़ें ले आए।",
+        "कल रात जब बत्तियाँ बुझ गईं तब तुम कहाँ थे?",
+        "एक अच्छी आवाज़ को स्वाभाविक, साफ़ और गर्म लगना चाहिए, ऐसे लंबे वाक्य में भी।",
+        "सुनने के लिए धन्यवाद, आपका दिन शुभ हो।",
+    ],
 }
 
 
 def evaluation_sentences(cfg: EvaluateConfig, language: str) -> list[str]:
     """The configured sentences for `language` (evaluate.sentences), else the built-in ones."""
     configured = cfg.sentences.get(language)
-    sentences = configured or DEFAULT_SENTENCES.get(language) or DEFAULT_SENTENCES.get(language.split("-")[0])
+    sentences = configured or DEFAULT_SENTENCES.get(language) or DEFAULT_SENTENCES.get(xtts_language(language) or "")
     if not sentences:
         raise XttsflowError(
             f"evaluate: no evaluation sentences for language {language!r} — add a list under "

@@ -1,22 +1,35 @@
-"""Word and character error rates after Whisper's own text normaliser (fair to the recogniser)."""
+"""Word and character error rates after a per-language normaliser that keeps number readings apart.
+
+Both sides get their digits spelled out by the workflow's own expander (xttsflow.textnorm, the reading
+the dataset trains on), then Whisper's normaliser of that language without its number standardiser:
+Whisper's English one rewrites "nineteen eighty-four" and "one thousand nine hundred eighty-four" to one
+string (and merges neighbouring numbers), which would hide a wrong reading of a year, a time or an ordinal.
+"""
 
 from __future__ import annotations
 
 import functools
 
+from .textnorm import expand_numbers
 
-@functools.lru_cache(maxsize=4)
+#: Languages written without spaces: their errors are counted per character (Whisper's split_letters).
+UNSPACED = ("zh", "ja", "ko")
+
+
+@functools.lru_cache(maxsize=8)
 def _normalizer(language: str):
     from whisper.normalizers import BasicTextNormalizer, EnglishTextNormalizer
 
     if language.split("-")[0] == "en":
-        return EnglishTextNormalizer()
-    return BasicTextNormalizer(split_letters=language.split("-")[0] in ("zh", "ja", "ko"))
+        normalizer = EnglishTextNormalizer()
+        normalizer.standardize_numbers = lambda text: text  # spelled-out numbers stay as they were read
+        return normalizer
+    return BasicTextNormalizer(split_letters=language.split("-")[0] in UNSPACED)
 
 
 def normalize_for_scoring(text: str, language: str) -> str:
-    """Whisper's own normaliser (English spelling/contractions, or the basic one): fair to the recogniser."""
-    return " ".join(_normalizer(language)(text).split())
+    """Digits spelled out in `language`, then Whisper's normaliser for it (English spelling, or the basic one)."""
+    return " ".join(_normalizer(language)(expand_numbers(text, language)).split())
 
 
 def edit_distance(ref: list, hyp: list) -> int:

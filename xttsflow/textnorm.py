@@ -12,9 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-#: The languages XTTS-v2 speaks, as its tokenizer and dataset configs name them.
-XTTS_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn", "ja", "hu",
-                  "ko", "hi")
+from .languages import XTTS_LANGUAGES, same_language, xtts_language  # noqa: F401 - the dataset's names
 
 # Typographic characters Whisper and subtitles use, mapped to the plain ones every tokenizer knows.
 _TYPOGRAPHIC = str.maketrans({
@@ -32,23 +30,6 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 ALPHABET_PUNCTUATION = frozenset(".,!?;:'\"-()¡¿«»。，、！？")
 
 
-def xtts_language(code: str | None) -> str | None:
-    """A language code (Whisper's or the config's: en, pt-br, zh) as XTTS names it, or None if it has none."""
-    if not code:
-        return None
-    base = code.strip().lower().split("-")[0].split("_")[0]
-    name = "zh-cn" if base == "zh" else base
-    return name if name in XTTS_LANGUAGES else None
-
-
-def same_language(a: str | None, b: str | None) -> bool:
-    """True when two codes name one language (regions ignored: pt == pt-br, zh == zh-cn)."""
-    def base(code):
-        return (code or "").strip().lower().split("-")[0].split("_")[0]
-
-    return base(a) == base(b)
-
-
 def clean(text: str) -> str:
     """Unicode NFC, plain quotes/dashes, no control characters or '|', single spaces, stripped."""
     text = unicodedata.normalize("NFC", text or "").translate(_TYPOGRAPHIC)
@@ -58,18 +39,84 @@ def clean(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
+#: Clock times (9:30, 14h30), years (a lone 1100-2099) and ordinals (per language, as XTTS's own expander
+#: reads them, plus the Czech/German/Hungarian/Turkish "3." before a word): the digits whose spoken form
+#: depends on what they mean. Config `dataset.numbers` says what to do with them (docs/dataset.md).
+_TIME = re.compile(r"(?<![\d.,:])([01]?\d|2[0-3])(?::|h)([0-5]\d)(?![\d:]|[.,]\d)")
+_YEAR = re.compile(r"(?<![\d.,:$£€])(1[1-9]\d\d|20\d\d)(?!\d|[.,:]\d|\s*%)")
+_ORDINAL = {
+    "en": r"\d+(?:st|nd|rd|th)\b", "es": r"\d+\.?[ºª]", "pt": r"\d+\.?[ºª]", "it": r"\d+[º°ª]",
+    "fr": r"\d+(?:er|re|e|ème)\b", "nl": r"\d+(?:de|ste|e)\b", "ru": r"\d+-(?:й|я|е|ое|ье|го)",
+    "ko": r"\d+(?:번째|째)", "de": r"\d+\.(?=\s+\w)", "cs": r"\d+\.(?=\s+\w)", "hu": r"\d+\.(?=\s+\w)",
+    "tr": r"\d+\.(?=\s+\w)", "pl": r"\d+\.(?=\s+\w)",
+}
+#: Languages whose year reading differs from the cardinal (English "nineteen eighty-four", German
+#: "neunzehnhundertvierundachtzig"); elsewhere a year is read as its cardinal number.
+_YEAR_READING = ("en", "de", "nl")
+#: How a clock time is read: the words between hours and minutes, and for a full hour.
+_TIME_WORDS = {"en": ("", "o'clock"), "pt": ("e", "horas"), "es": ("y", "en punto"), "it": ("e", "in punto"),
+               "fr": ("heures", "heures"), "de": ("Uhr", "Uhr"), "nl": ("uur", "uur")}
+
+
+def _base(language: str | None) -> str:
+    return (language or "").strip().lower().split("-")[0].split("_")[0]
+
+
+def ambiguous_numbers(text: str, language: str | None) -> list[str]:
+    """The years, ordinals and clock times in `text` ("year 1984", "time 9:30"): digits read by meaning."""
+    if not _DIGITS.search(text):
+        return []
+    found = [f"time {m.group(0)}" for m in _TIME.finditer(text)]
+    rest = _TIME.sub(" ", text)
+    if pattern := _ORDINAL.get(_base(language)):
+        found += [f"ordinal {m.group(0)}" for m in re.finditer(pattern, rest)
+                  if not m.group(0).endswith(".") or rest[m.end():].strip()[:1].islower()]
+        rest = re.sub(pattern, " ", rest)
+    found += [f"year {m.group(0)}" for m in _YEAR.finditer(rest)]
+    return found
+
+
 def expand_numbers(text: str, language: str | None) -> str:
-    """Digits spelled out in `language`; left as digits where num2words does not know the language."""
+    """Digits spelled out as read in `language` (years and clock times too); digits stay where it has no words."""
     if not _DIGITS.search(text) or not language:
         return text
-    base = language.strip().lower().split("-")[0].split("_")[0]
-    xtts_expand = _xtts_number_expander()
+    base = _base(language)
+    text = _TIME.sub(lambda m: _time_words(m, base), text)
+    if full := _TIME_WORDS.get(base, ("", ""))[1]:  # "um 9:00 Uhr" says Uhr once
+        text = re.sub(rf"\b{full} {full}\b", full, text)
+    if base in _YEAR_READING:
+        text = _YEAR.sub(lambda m: _num2words(m.group(0), base, to="year"), text)
+    if base == "hi":  # num2words has no Hindi: XTTS's own expander fails on every digit
+        return _NUMBER.sub(lambda m: _hindi(m.group(0)), text)
+    if base in ("cs", "pl", "tr", "hu"):  # their ordinal dot at a sentence end is a full stop
+        text = re.sub(r"(?<![\d.,])(\d+)\.(?=\s*$|\s+[^\w\s]|\s+[A-ZÀ-ÞĀ-Ž])",
+                      lambda m: _num2words(m.group(1), base) + ".", text)
     if base in _xtts_number_languages():
         try:
-            return xtts_expand(text, base)
-        except Exception:  # num2words raises bare exceptions per language; fall back below
+            return xtts_expand(text, base) if (xtts_expand := _xtts_number_expander()) else text
+        except Exception:  # num2words raises bare exceptions per language (Czech ordinals): fall back below
             pass
     return _NUMBER.sub(lambda m: _num2words(m.group(0), base), text)
+
+
+def _time_words(m: re.Match, base: str) -> str:
+    hours, minutes = int(m.group(1)), int(m.group(2))
+    between, full = _TIME_WORDS.get(base, ("", ""))
+    spoken = _num2words(str(hours), base)
+    if minutes == 0:
+        return f"{spoken} {full}".strip()
+    if base == "en" and minutes < 10:
+        return f"{spoken} oh {_num2words(str(minutes), base)}"
+    return " ".join(w for w in (spoken, between, _num2words(str(minutes), base)) if w)
+
+
+def _hindi(number: str) -> str:
+    from num_to_words import num_to_word
+
+    try:
+        return num_to_word(int(number.replace(",", "")), lang="hi", separator=" ")
+    except (ValueError, KeyError, IndexError, TypeError, Exception):  # noqa: BLE001 - its errors are untyped
+        return number
 
 
 def normalize(text: str, language: str | None) -> str:
@@ -77,12 +124,12 @@ def normalize(text: str, language: str | None) -> str:
     return _WHITESPACE.sub(" ", expand_numbers(clean(text), language)).strip()
 
 
-def _num2words(number: str, base: str) -> str:
+def _num2words(number: str, base: str, to: str = "cardinal") -> str:
     from num2words import num2words
 
     try:
         value = float(number.replace(",", ".")) if re.search(r"[.,]", number) else int(number)
-        return num2words(value, lang=base)
+        return num2words(value, lang=base, to=to)
     except (NotImplementedError, OverflowError, ValueError, KeyError, TypeError):
         return number
 

@@ -25,6 +25,7 @@ from .audio import AUDIO_EXTENSIONS, probe
 from .errors import XttsflowError
 from .hallucination import ScreenConfig, flag_name, screen
 from .journal import Journal
+from .languages import AUTO, vote
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def transcribe_source(manifest: str | os.PathLike, segments_dir: str | os.PathLi
     info = read_json(manifest)
     source = info.get("source", manifest.stem)
     language = cfg.language or language or info.get("language")
+    auto = language == AUTO  # each clip is decoded in the language detected on it; the source's is voted below
     segments = info.get("segments", [])
     missing = [s["file"] for s in segments if not (segments_dir / s["file"]).is_file()]
     if missing:
@@ -71,12 +73,19 @@ def transcribe_source(manifest: str | os.PathLike, segments_dir: str | os.PathLi
                     journal.add(todo[i]["id"], result)
                     bar.update(1)
 
-                _, run = transcribe_files([segments_dir / s["file"] for s in todo], language, cfg, threads, done)
+                _, run = transcribe_files([segments_dir / s["file"] for s in todo], None if auto else language, cfg,
+                                          threads, done)
     except BaseException:
         journal.close(remove=False)
         raise
     seconds = time.perf_counter() - start
 
+    detection = None
+    if auto:
+        detection = vote([(journal.done[s["id"]].get("language"), journal.done[s["id"]].get("language_probability"),
+                           float(s.get("duration", 0.0))) for s in segments if s["id"] in journal.done])
+        language = detection["language"]
+        log.info("transcribe: %s: language auto -> %s (%s)", source, language, detection["scores"])
     entries, flag_counts = _annotate(segments, journal.done, language, cfg.screen)
     audio_s = sum(float(s.get("duration", 0.0)) for s in todo)
     speed = audio_s / seconds if seconds > 0 and todo else None
@@ -92,6 +101,7 @@ def transcribe_source(manifest: str | os.PathLike, segments_dir: str | os.PathLi
     if run["version"] is None:  # nothing left to decode (all resumed, or no segments): name the installed backend
         run["version"] = BACKENDS[cfg.backend].version()
     write_json(out, {"source": source, "speaker": info.get("speaker"), "language": language,
+                     **({"language_detection": detection} if auto else {}),
                      "backend": run["backend"], "model": run["model"], "backend_version": run["version"],
                      "config": cfg.model_dump(mode="json"), "segments": entries, "stats": stats})
     journal.close(remove=True)

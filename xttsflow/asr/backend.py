@@ -71,8 +71,9 @@ class Backend(ABC):
         """Load `cfg.model` on `device` with `threads` CPU threads; an XttsflowError naming the model if it cannot."""
 
     @abstractmethod
-    def detect(self, audio: np.ndarray) -> tuple[str, float]:
-        """The language (Whisper code) of a 16 kHz clip and its probability."""
+    def detect(self, audio: np.ndarray, candidates=None) -> tuple[str, float]:
+        """The language (Whisper code) of a 16 kHz clip and its probability; the most probable of
+        `candidates` (Whisper codes) when given."""
 
     @abstractmethod
     def decode(self, audios: list[np.ndarray], language: str) -> list[dict]:

@@ -78,8 +78,11 @@ class FasterWhisper(Backend):
         self.languages = set(self.model.supported_languages)
         ctranslate2.set_random_seed(0)  # temperature fallback samples: same input, same text
 
-    def detect(self, audio: np.ndarray) -> tuple[str, float]:
-        language, probability, _ = self.model.detect_language(audio=audio)
+    def detect(self, audio: np.ndarray, candidates=None) -> tuple[str, float]:
+        language, probability, every = self.model.detect_language(audio=audio)
+        if candidates:
+            language, probability = max((p for p in every if p[0] in candidates), key=lambda p: p[1],
+                                        default=(language, probability))
         return language, float(probability)
 
     def decode_one(self, audio: np.ndarray, language: str) -> dict:

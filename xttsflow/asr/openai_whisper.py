@@ -83,12 +83,13 @@ class OpenAIWhisper(Backend):
         self.multilingual = self.model.is_multilingual
         self.languages = set(whisper.tokenizer.LANGUAGES) if self.multilingual else {"en"}
 
-    def detect(self, audio: np.ndarray) -> tuple[str, float]:
+    def detect(self, audio: np.ndarray, candidates=None) -> tuple[str, float]:
         import whisper
 
         mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), self.model.dims.n_mels).to(self.device)
         _, probs = self.model.detect_language(mel.half() if self.device == "cuda" else mel)
-        language = max(probs, key=probs.get)
+        language = max((k for k in probs if not candidates or k in candidates), key=probs.get,
+                       default=max(probs, key=probs.get))
         return language, float(probs[language])
 
     def decode(self, audios: list[np.ndarray], language: str) -> list[dict]:

@@ -9,9 +9,13 @@ import numpy as np
 
 from ..audio import read_audio
 from ..errors import XttsflowError
+from ..languages import XTTS_LANGUAGES
 from . import BACKENDS
 from .backend import WHISPER_SAMPLE_RATE, merge_parts
 from .config import TranscribeConfig
+
+#: XTTS-v2's languages in Whisper's codes (zh-cn is Whisper's zh).
+XTTS_WHISPER_CODES = frozenset(code.split("-")[0] for code in XTTS_LANGUAGES)
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +62,18 @@ class Transcriber:
                 results[i] = {**result, "language": detected[i][0], "language_probability": detected[i][1]}
         return results
 
+    def detect_languages(self, paths: list) -> list[tuple[str, float]]:
+        """Whisper's most probable language and its probability, per file (English-only models: en)."""
+        return self._detect([read_audio(p, WHISPER_SAMPLE_RATE) for p in paths], forced=None)
+
     def _detect(self, audios: list[np.ndarray], forced: str | None) -> list[tuple[str, float]]:
         if not self.impl.multilingual:
             return [("en", 1.0)] * len(audios)
         if forced and not self.cfg.detect_language:
             return [(forced, 1.0)] * len(audios)
-        return [self.impl.detect(a) for a in audios]
+        # Only languages XTTS speaks: on synthetic or accented speech Whisper's first guess is often one it
+        # could never train (espeak-ng's Portuguese: "la" at p=0.2), while the language meant is close behind.
+        return [self.impl.detect(a, XTTS_WHISPER_CODES) for a in audios]
 
 
 def make_transcriber(cfg: TranscribeConfig, threads: int = 1) -> Transcriber:
