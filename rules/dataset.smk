@@ -13,6 +13,7 @@ rule dataset:
         coqui_train="dataset/metadata_coqui_train.csv",
         coqui_val="dataset/metadata_coqui_val.csv",
         rejected="dataset/rejected.csv",
+        clips="dataset/clips.json",
         durations=report("dataset/durations.png", category="Dataset"),
         stats="dataset/stats.json",
     log:
@@ -26,3 +27,20 @@ rule dataset:
         cfg=config["dataset"],
     script:
         "../scripts/dataset.py"
+
+
+# The dataset by ear: every kept and rejected clip playable, with its scores and reasons (docs/dataset.md).
+rule review:
+    input:
+        clips="dataset/clips.json",
+        stats="dataset/stats.json",
+        segments=per_source("segments/{source}"),  # the rejected clips' audio
+    output:
+        page=report(REVIEW_PAGE, caption="../report/dataset.rst", category="1. Dataset"),
+    log:
+        "logs/review.log",
+    conda:
+        "../envs/dataset.yaml"
+    threads: 2
+    script:
+        "../scripts/review.py"
