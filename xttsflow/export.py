@@ -3,6 +3,7 @@
 The export holds model.pth with the adapters merged into the GPT weights, plus the base model's
 config.json, vocab.json, dvae.pth, mel_stats.pth and speakers_xtts.pth, so coqui-tts
 (`Xtts.load_checkpoint`) and the XTTS tools users already run load it like the original model.
+speakers_xtts.pth also holds the dataset's speakers as named voices (xttsflow.voices).
 
 `python -m xttsflow.export --base models/base --run checkpoints/main` re-exports a finished run.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from .atomic import atomic_dir, read_json, write_json
 from .errors import XttsflowError
+from .voices import SPEAKERS_FILE, add_voices
 from .xtts_model import XTTS_FILES, save_state
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,10 @@ def xtts_state(model) -> dict:
     }
 
 
-def export_model(model, peft_model, base_dir: Path, out_dir: Path, info: dict) -> Path:
-    """Merge the adapters (when there are any) and write a complete XTTS folder at `out_dir`, atomically."""
+def export_model(model, peft_model, base_dir: Path, out_dir: Path, info: dict,
+                 voices: dict[str, list[dict]] | None = None) -> Path:
+    """Merge the adapters (when there are any) and write a complete XTTS folder at `out_dir`, atomically;
+    `voices` (speaker -> clips, xttsflow.voices.choose_clips) become named voices in its speakers_xtts.pth."""
     if peft_model is not None:
         peft_model.merge_and_unload()  # folds B @ A * alpha / r into each Conv1D weight, removes the adapters
     base_config = read_json(base_dir / "config.json")
@@ -51,6 +55,8 @@ def export_model(model, peft_model, base_dir: Path, out_dir: Path, info: dict) -
         save_state(tmp / "model.pth", {"model": xtts_state(model), "config": base_config})
         for name in CARRIED:
             link_or_copy(base_dir / name, tmp / name)
+        if voices:  # computed with the merged weights; replaces the link to the base's file, never writes through it
+            info = {**info, "voices": add_voices(model.xtts, base_dir / SPEAKERS_FILE, tmp / SPEAKERS_FILE, voices)}
         write_json(tmp / "xttsflow.json", info)
     log.info("exported the fine-tuned model to %s", out_dir)
     return out_dir

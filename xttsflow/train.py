@@ -29,6 +29,7 @@ from .errors import XttsflowError
 from .export import export_model, save_adapter
 from .gpt_model import apply_lora, build_gpt_trainer, parameter_counts, set_full_finetune, trainable_state
 from .settings import TrainingSettings, load_settings
+from .voices import choose_clips
 
 log = logging.getLogger(__name__)
 
@@ -414,8 +415,9 @@ class Trainer:
         own_export = export_dir is None  # a re-export elsewhere leaves the run's adapter and summary alone
         if self.peft is not None and own_export:
             save_adapter(self.peft, self.run_dir / "lora")
+        voices = choose_clips(s.dataset_dir, self.model.xtts.config.gpt_cond_len)  # the named voice per speaker
         export_model(self.model, self.peft, self.base_dir, export_dir or self.run_dir / "export",
-                     {k: v for k, v in summary.items() if k != "history"})
+                     {k: v for k, v in summary.items() if k != "history"}, voices=voices)
         if own_export:
             write_json(self.run_dir / "train_summary.json", summary)
         return summary
