@@ -24,6 +24,9 @@ RUN = config["train"].get("run_name", "main")
 # Transcription options that change a transcript; `workers` only changes speed, so it re-runs nothing.
 TRANSCRIBE_RESULT_OPTIONS = {k: v for k, v in config["transcribe"].items() if k != "workers"}
 STAGES = ["ingest", "segment", "transcribe", "dataset", "train", "evaluate"]
+# The dataset review page (made by the review rule) is a target of every stage from the dataset on, so the
+# report always holds it.
+REVIEW_PAGE = "reports/dataset.html"
 
 
 def url_entry_ids(url_id):
@@ -78,4 +81,4 @@ def final_outputs(wildcards):
         "train": [f"checkpoints/{RUN}/export/model.pth"],
         "evaluate": [f"reports/{RUN}/metrics.json"],
     }
-    return targets[config["until"]]
+    return targets[config["until"]] + ([REVIEW_PAGE] if stage_enabled("dataset") else [])

@@ -122,13 +122,11 @@ rule evaluate:
         references="samples/{run}/references.json",
         training="reports/{run}/training.json",
         stats="dataset/stats.json",
-        durations="dataset/durations.png",
     output:
         metrics="reports/{run}/metrics.json",
         table=report("reports/{run}/metrics.csv", caption="../report/metrics.rst", category="3. Evaluation"),
         markdown="reports/{run}/metrics.md",
         samples_page=report("reports/{run}/samples.html", caption="../report/samples.rst", category="3. Evaluation"),
-        dataset_page=report("reports/{run}/dataset.html", caption="../report/dataset.rst", category="1. Dataset"),
     log:
         "logs/evaluate/{run}/evaluate.log",
     conda:
