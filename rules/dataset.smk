@@ -14,7 +14,7 @@ rule dataset:
         coqui_val="dataset/metadata_coqui_val.csv",
         rejected="dataset/rejected.csv",
         clips="dataset/clips.json",
-        durations=report("dataset/durations.png", category="Dataset"),
+        durations=report("dataset/durations.png", category="1. Dataset"),
         stats="dataset/stats.json",
     log:
         "logs/dataset.log",

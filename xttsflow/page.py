@@ -23,7 +23,8 @@ def install(app: FastAPI, authorized) -> None:
         # A strict policy: the page runs only its own script and talks only to this server.
         return Response((WEB / name).read_bytes(), media_type=FILES[name], headers={
             "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; img-src 'self' data:; "
+            "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; connect-src 'self' blob:; "
+                                       "img-src 'self' data:; "
                                        "frame-ancestors 'none'"})
 
     @app.get("/", include_in_schema=False, dependencies=[Depends(authorized)])
