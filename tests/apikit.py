@@ -1,5 +1,5 @@
 """The API server as users run it (`python -m xttsflow.api` in a subprocess on a free loopback port), a
-workflow folder whose fine-tuned export carries a named voice, and a headless Chromium for the pages."""
+workflow folder whose fine-tuned export carries a named voice, and Debian's Chromium for the pages."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROMIUM = "/usr/bin/chromium"
 
 
 def free_port() -> int:
@@ -81,19 +81,15 @@ def voiced_workdir(eval_workdir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian's chromium, headless, driven by Selenium through Debian's chromium-driver."""
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} are needed (make system-deps installs chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    """Debian's chromium, headless, driven by Playwright (its own browsers are not used: no download)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} is needed (make system-deps installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600",
-                "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()

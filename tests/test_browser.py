@@ -1,6 +1,6 @@
-"""The two pages in a real browser (Debian's chromium, headless, through Selenium and chromium-driver): the
-API's page at / speaks base and fine-tuned side by side; the report's dataset page filters and plays a
-rejected clip inside `snakemake --report`'s single HTML file."""
+"""The two pages in a real browser (Debian's chromium, headless, driven by Playwright): the API's page at /
+speaks base and fine-tuned side by side; the report's dataset page filters, sorts and plays a rejected
+clip inside `snakemake --report`'s single HTML file."""
 
 from __future__ import annotations
 
@@ -23,16 +23,12 @@ from xttsflow.sources import local_source_id
 
 TOKEN = "a-browser-token-of-enough-length"
 LIMITS = ["--max-new-tokens", "6", "--device", "cpu", "--stream-chunk-codes", "2"]
-FETCH_BYTES = """const done = arguments[arguments.length - 1];
-fetch(arguments[0]).then(r => r.arrayBuffer()).then(b => {
-  let s = ""; for (const x of new Uint8Array(b)) s += String.fromCharCode(x); done(btoa(s));
-}).catch(e => done("error: " + e));"""
-
-
-def wait_for(driver, condition, timeout=300):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+TIMEOUT_MS = 300_000
+# The bytes behind an audio element's blob: URL, as the page's own fetch sees them.
+BLOB_BYTES = """async (src) => {
+  const bytes = new Uint8Array(await (await fetch(src)).arrayBuffer());
+  let s = ""; for (const x of bytes) s += String.fromCharCode(x); return btoa(s);
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -44,36 +40,40 @@ def server(voiced_workdir, tmp_path_factory):  # noqa: F811
         srv.stop()
 
 
-def _speak_on_page(driver, text: str) -> list[dict]:
-    """Type `text`, click Speak, wait for both panels; each panel's model, voice, status and WAV bytes."""
-    from selenium.webdriver.common.by import By
+@pytest.fixture
+def page(browser):  # noqa: F811
+    context = browser.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
-    wait_for(driver, lambda d: d.find_element(By.ID, "go").is_enabled())
-    box = driver.find_element(By.ID, "text")
-    box.clear()
-    box.send_keys(text)
-    driver.find_element(By.ID, "go").click()
-    wait_for(driver, lambda d: all(p.get_attribute("data-state") in ("done", "error")
-                                   for p in d.find_elements(By.CLASS_NAME, "panel")))
+
+def _speak_on_page(page, text: str) -> list[dict]:
+    """Type `text`, click Speak, wait for both panels; each panel's model, voice, status and WAV bytes."""
+    page.wait_for_selector("#go:enabled", timeout=60_000)
+    page.fill("#text", text)
+    page.click("#go")
+    page.wait_for_function("() => [...document.querySelectorAll('.panel')].every(p => "
+                           "['done', 'error'].includes(p.dataset.state))", timeout=TIMEOUT_MS)
     panels = []
-    for panel in driver.find_elements(By.CLASS_NAME, "panel"):
-        audio = panel.find_element(By.TAG_NAME, "audio")
-        wait_for(driver, lambda d, a=audio: d.execute_script("return arguments[0].readyState", a) >= 2, 60)
-        data = driver.execute_async_script(FETCH_BYTES, audio.get_attribute("src"))
-        assert not data.startswith("error"), data
+    for panel in page.locator(".panel").all():
+        audio = panel.locator("audio")
+        if panel.get_attribute("data-state") == "done":
+            page.wait_for_function("a => a.readyState >= 2", arg=audio.element_handle(), timeout=60_000)
         panels.append({
-            "state": panel.get_attribute("data-state"), "status": panel.find_element(By.CLASS_NAME, "status").text,
-            "model": panel.find_element(By.CLASS_NAME, "model").get_attribute("value"),
-            "voice": panel.find_element(By.CLASS_NAME, "voice").get_attribute("value"),
-            "duration": driver.execute_script("return arguments[0].duration", audio),
-            "wav": base64.b64decode(data)})
+            "state": panel.get_attribute("data-state"), "status": panel.locator(".status").inner_text(),
+            "model": panel.locator(".model").input_value(), "voice": panel.locator(".voice").input_value(),
+            "duration": audio.evaluate("a => a.duration"),
+            "wav": base64.b64decode(page.evaluate(BLOB_BYTES, audio.get_attribute("src")))
+            if audio.get_attribute("src") else b""})
     return panels
 
 
-def test_page_speaks_base_and_finetuned_side_by_side(server, browser):  # noqa: F811
-    browser.get(f"{server.url}/")
+def test_page_speaks_base_and_finetuned_side_by_side(server, page):
+    page.goto(f"{server.url}/")
     text = "The keeper lit the lamp. Ships saw it."
-    panels = _speak_on_page(browser, text)
+    panels = _speak_on_page(page, text)
     assert [(p["model"], p["voice"], p["state"]) for p in panels] == [("base", "demo", "done"),
                                                                       ("main", "demo", "done")]
     for panel in panels:
@@ -88,56 +88,51 @@ def test_page_speaks_base_and_finetuned_side_by_side(server, browser):  # noqa: 
     assert not np.array_equal(*(sf.read(io.BytesIO(p["wav"]))[0] for p in panels))  # two models, two outputs
 
 
-def test_page_streams_and_keeps_the_result_playable(server, browser):  # noqa: F811
-    from selenium.webdriver.common.by import By
-
-    browser.get(f"{server.url}/")
-    wait_for(browser, lambda d: d.find_element(By.ID, "go").is_enabled())
-    browser.find_element(By.ID, "stream").click()
-    panels = _speak_on_page(browser, "One sentence streams. Then another one.")
+def test_page_streams_and_keeps_the_result_playable(server, page):
+    page.goto(f"{server.url}/")
+    page.wait_for_selector("#go:enabled", timeout=60_000)
+    page.check("#stream")
+    panels = _speak_on_page(page, "One sentence streams. Then another one.")
     for panel in panels:
         assert panel["state"] == "done" and "first audio after" in panel["status"], panel["status"]
         samples, rate = sf.read(io.BytesIO(panel["wav"]))  # the page rebuilt a WAV from the streamed PCM
         assert rate == OUTPUT_SAMPLE_RATE and panel["duration"] == pytest.approx(len(samples) / rate, abs=0.01)
 
 
-def test_page_errors_are_shown_not_swallowed(server, browser):  # noqa: F811
-    from selenium.webdriver.common.by import By
-
-    browser.get(f"{server.url}/")
-    wait_for(browser, lambda d: d.find_element(By.ID, "go").is_enabled())
-    browser.execute_script("document.getElementById('language').value = 'ja'")
-    browser.find_element(By.ID, "go").click()
-    wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#panel-a").get_attribute("data-state") == "error")
-    assert "language 'ja' is not available" in browser.find_element(By.CSS_SELECTOR, "#panel-a .status").text
+def test_page_shows_errors(server, page):
+    page.goto(f"{server.url}/")
+    page.wait_for_selector("#go:enabled", timeout=60_000)
+    page.fill("#language", "xx")
+    page.click("#go")
+    page.wait_for_selector("#panel-a[data-state=error]", timeout=TIMEOUT_MS)
+    assert "language 'xx' is not available" in page.inner_text("#panel-a .status")
 
 
 def test_page_needs_the_token_like_the_api(voiced_workdir, browser, tmp_path):  # noqa: F811
-    from selenium.webdriver.common.by import By
-
-
     srv = Server(voiced_workdir, tmp_path / "auth.log", *LIMITS, env={"XTTSFLOW_API_TOKEN": TOKEN}).wait()
     try:
-        browser.get(f"{srv.url}/health")  # the one URL without the token: from there, ask for the API
-        for path in ("/voices", "/v1/models"):
-            status = browser.execute_async_script(
-                "const done = arguments[1]; fetch(arguments[0]).then(async r => done([r.status, "
-                "r.headers.get('www-authenticate'), await r.text()]))", path)
-            assert status[0] == 401 and status[1] == "Bearer" and "bearer token" in status[2], (path, status)
-        # The page answers with a Basic challenge (tests/test_openai_api.py checks the 401): the browser asks
-        # for the token and, headless, gets no page.
-        browser.get(f"{srv.url}/")
-        assert not browser.find_elements(By.ID, "go") and "Listen" not in browser.title
-        # What a person does at the browser's login prompt: Basic credentials, sent with every request after.
-        basic = base64.b64encode(f"me:{TOKEN}".encode()).decode()
-        browser.execute_cdp_cmd("Network.enable", {})
-        browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {basic}"}})
-        try:
-            browser.get(f"{srv.url}/")
-            panels = _speak_on_page(browser, "Hello there.")
-            assert [p["state"] for p in panels] == ["done", "done"]
-        finally:
-            browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+        from playwright.sync_api import Error
+
+        for credentials in (None, {"username": "me", "password": "not-the-token"}):
+            context = browser.new_context(http_credentials=credentials)
+            response = context.request.get(f"{srv.url}/")  # what the server answers: a Basic challenge
+            assert response.status == 401 and response.headers["www-authenticate"].startswith("Basic")
+            assert "log in with any user name and the token" in response.text()
+            if credentials is None:  # the browser asks, headless nobody answers: no page
+                with pytest.raises(Error, match="ERR_INVALID_AUTH_CREDENTIALS"):
+                    context.new_page().goto(f"{srv.url}/")
+            else:  # a wrong token: the server's 401, not the page
+                shown = context.new_page()
+                assert shown.goto(f"{srv.url}/").status == 401 and not shown.locator("#go").count()
+            context.close()
+        # What a person does at the browser's login prompt: the token as password; the page's own requests
+        # (GET /voices, POST /v1/audio/speech) then carry it too.
+        context = browser.new_context(http_credentials={"username": "me", "password": TOKEN})
+        page = context.new_page()
+        assert page.goto(f"{srv.url}/").status == 200
+        panels = _speak_on_page(page, "Hello there.")
+        assert [p["state"] for p in panels] == ["done", "done"]
+        context.close()
     finally:
         srv.stop()
 
@@ -167,40 +162,34 @@ def report_run(tmp_path_factory, voices):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_report_dataset_page_filters_sorts_and_plays_a_rejected_clip(report_run, browser):  # noqa: F811
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
-
+def test_report_dataset_page_filters_sorts_and_plays_a_rejected_clip(report_run, page):
     root, sid = report_run
     clips = {c["id"]: c for c in json.loads((root / "dataset" / "clips.json").read_text())["clips"]}
-    browser.get((root / "report.html").as_uri())  # the single-file report, opened offline
+    page.goto((root / "report.html").as_uri())  # the single-file report, opened offline
     # The report's menu: "Results" (one category) or the categories themselves, then the category's files.
-    wait_for(browser, lambda d: d.find_elements(By.LINK_TEXT, "Results") or d.find_elements(By.LINK_TEXT,
-                                                                                           "1. Dataset"), 60)
+    menu = page.get_by_role("link", name="Results", exact=True).or_(
+        page.get_by_role("link", name="1. Dataset", exact=True))
+    menu.first.wait_for(timeout=60_000)
     for name in ("Results", "1. Dataset"):
-        for link in browser.find_elements(By.LINK_TEXT, name):
+        for link in page.get_by_role("link", name=name, exact=True).all():
             link.click()
-    row = wait_for(browser, lambda d: d.find_element(By.XPATH, "//td[normalize-space()='reports/dataset.html']/.."))
-    row.find_element(By.CSS_SELECTOR, "a[iconname=eye]").click()
-    browser.switch_to.frame(wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "iframe"), 60))
-    try:
-        Select(wait_for(browser, lambda d: d.find_element(By.ID, "filter"), 60)).select_by_value("reason:confidence")
-        visible = [r for r in browser.find_elements(By.CSS_SELECTOR, "#clips tbody tr") if r.is_displayed()]
-        assert {r.get_attribute("id") for r in visible} == {f"clip-{sid}_0006", f"clip-{sid}_0007"}
-        assert browser.find_element(By.ID, "shown").text == "2 of 7 clips"
-        # Sort by confidence (click the heading; the first click sorts the highest first).
-        browser.find_element(By.CSS_SELECTOR, "th[title^='exp(']").click()
-        order = [r.get_attribute("id") for r in browser.find_elements(By.CSS_SELECTOR, "#clips tbody tr")
-                 if r.is_displayed()]
-        assert order == [f"clip-{sid}_0007", f"clip-{sid}_0006"]  # exp(-1.2) before exp(-1.4)
-        # Play the rejected clip: the browser loads and decodes its embedded audio.
-        audio = browser.find_element(By.CSS_SELECTOR, f"#clip-{sid}_0006 audio")
-        browser.execute_script("arguments[0].play()", audio)
-        wait_for(browser, lambda d: d.execute_script("return arguments[0].readyState", audio) >= 3, 60)
-        state = browser.execute_script("const a = arguments[0]; return {ready: a.readyState, duration: a.duration,"
-                                       " error: a.error && a.error.code, paused: a.paused}", audio)
-        assert state["error"] is None and not state["paused"]
-        assert state["duration"] == pytest.approx(clips[f"{sid}_0006"]["duration"], abs=0.05)
-        wait_for(browser, lambda d: d.execute_script("return arguments[0].currentTime", audio) > 0.2, 30)  # it plays
-    finally:
-        browser.switch_to.default_content()
+    row = page.locator("tr", has=page.locator("td", has_text="reports/dataset.html"))
+    row.locator("a[iconname=eye]").click()
+    review = page.frame_locator("iframe")
+    review.locator("#filter").select_option("reason:confidence", timeout=60_000)
+    visible = review.locator("#clips tbody tr:not([hidden])")
+    assert sorted(visible.evaluate_all("rows => rows.map(r => r.id)")) == [f"clip-{sid}_0006", f"clip-{sid}_0007"]
+    assert review.locator("#shown").inner_text() == "2 of 7 clips"
+    # Sort by confidence (click the heading; the first click puts the highest first).
+    review.locator("th[title^='exp(']").click()
+    assert visible.evaluate_all("rows => rows.map(r => r.id)") == [f"clip-{sid}_0007", f"clip-{sid}_0006"]
+    # Play the rejected clip: the browser loads and decodes its embedded audio, and it plays.
+    audio = review.locator(f"#clip-{sid}_0006 audio")
+    audio.evaluate("a => a.play()")
+    handle = audio.element_handle()
+    frame = handle.owner_frame()
+    frame.wait_for_function("a => a.readyState >= 3 && a.currentTime > 0.2", arg=handle, timeout=60_000)
+    state = audio.evaluate("a => ({ready: a.readyState, duration: a.duration, error: a.error && a.error.code, "
+                           "paused: a.paused})")
+    assert state["error"] is None and not state["paused"] and state["ready"] >= 3
+    assert state["duration"] == pytest.approx(clips[f"{sid}_0006"]["duration"], abs=0.05)
