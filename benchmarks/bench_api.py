@@ -61,20 +61,34 @@ def make_workdir(root: Path) -> Path:
     return clip
 
 
-def in_process(workdir: Path, clip: Path, codes: int, n: int) -> float:
-    """Median seconds of the same synthesis without HTTP (the floor the server's latency is read against)."""
+def in_process(workdir: Path, clip: Path, codes: int, chunk_codes: int, n: int) -> tuple[float, float]:
+    """Median seconds of the same synthesis without HTTP, whole and to the first streamed chunk: the floor the
+    server's latency is read against. Run in a worker thread, as the server runs it (on a busy machine
+    torch's main-thread pool of intra-op threads is many times slower than a worker thread's)."""
     from xttsflow.inference import Settings, get_synthesizer
 
     synth = get_synthesizer(workdir / "models" / "base", device="cpu")
     voice = synth.voice([clip])
     settings = Settings(max_new_tokens=codes)
-    synth.synthesize(TEXT, "en", voice, settings)
-    times = []
-    for _ in range(n):
+
+    def whole() -> float:
         start = time.perf_counter()
         synth.synthesize(TEXT, "en", voice, settings)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return time.perf_counter() - start
+
+    def first_chunk() -> float:
+        start = time.perf_counter()
+        chunks = synth.stream_chunks(TEXT, "en", voice, settings, chunk_codes=chunk_codes)
+        next(chunks)
+        took = time.perf_counter() - start
+        chunks.close()
+        return took
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(whole).result()
+        wholes = [pool.submit(whole).result() for _ in range(n)]
+        firsts = [pool.submit(first_chunk).result() for _ in range(n)]
+    return statistics.median(wholes), statistics.median(firsts)
 
 
 def load(url: str, mode: str, requests: int, concurrency: int) -> dict:
@@ -119,7 +133,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         clip = make_workdir(workdir)
-        floor = in_process(workdir, clip, args.codes, 5)
+        floor, floor_first = in_process(workdir, clip, args.codes, args.chunk_codes, 5)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -147,7 +161,8 @@ def main() -> None:
             server.wait(timeout=30)
             log.close()
     print(f"\nloopback, tiny model, 3 sentences of {args.codes} codes, streamed in chunks of {args.chunk_codes} codes, "
-          f"{args.requests} requests per row; in-process synthesis of the same text: {floor:.3f} s (median)")
+          f"{args.requests} requests per row; in-process synthesis of the same text: {floor:.3f} s, its first "
+          f"streamed chunk: {floor_first:.3f} s (medians)")
     print(f"{'endpoint':<24} {'clients':>7} {'failed':>6} {'p50 s':>7} {'p99 s':>7} {'first p50':>9} "
           f"{'first p99':>9} {'req/s':>6} {'p50/in-process':>15}")
     for r in rows:
