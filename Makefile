@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # System packages: FFmpeg (decoding), graphviz (DAG pictures), espeak-ng (test and demo speech),
-# sox, and slurm-wlm + munge for the one-node SLURM the cluster tests start.
-APT_PACKAGES := ffmpeg graphviz espeak-ng sox slurm-wlm munge
+# sox, slurm-wlm + munge for the one-node SLURM the cluster tests start, and chromium for the browser
+# tests of the API's page and the report's dataset page (Playwright drives it; it downloads no browser).
+APT_PACKAGES := ffmpeg graphviz espeak-ng sox slurm-wlm munge chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # The install stamp is keyed on the lock's content: a changed pin reinstalls, an unchanged one skips.
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)

@@ -84,7 +84,9 @@ def final_outputs(wildcards):
         "train": [paths.EXPORT_MODEL.format(run=RUN)],
         "evaluate": [paths.METRICS.format(run=RUN)],
     }
-    return targets[config["until"]]
+    # The dataset review page (rule review) goes with every stage from the dataset on, so the report has it.
+    reviewed = paths.STAGES.index(config["until"]) >= paths.STAGES.index("dataset")
+    return targets[config["until"]] + ([paths.REVIEW_PAGE] if reviewed else [])
 
 
 def print_failed_sources():

@@ -63,6 +63,7 @@ rule dataset:
         coqui_train=paths.DATASET_COQUI_TRAIN,
         coqui_val=paths.DATASET_COQUI_VAL,
         rejected=paths.DATASET_REJECTED,
+        clips=paths.DATASET_CLIPS,
         durations=report(paths.DATASET_DURATIONS, category=paths.report_category("dataset")),
         stats=paths.DATASET_STATS,
     log:
@@ -76,3 +77,20 @@ rule dataset:
         cfg=config["dataset"],
     script:
         "../scripts/dataset.py"
+
+
+# The dataset by ear: every kept and rejected clip playable, with its scores and reasons (docs/dataset.md).
+rule review:
+    input:
+        clips=paths.DATASET_CLIPS,
+        stats=paths.DATASET_STATS,
+        segments=per_source(paths.SEGMENTS),  # the rejected clips' audio
+    output:
+        page=report(paths.REVIEW_PAGE, caption="../report/dataset.rst", category=paths.report_category("dataset")),
+    log:
+        paths.log("review"),
+    conda:
+        "../envs/dataset.yaml"
+    threads: 2
+    script:
+        "../scripts/review.py"

@@ -120,13 +120,11 @@ rule evaluate:
         references=paths.REFERENCES,
         training=paths.TRAINING,
         stats=paths.DATASET_STATS,
-        durations=paths.DATASET_DURATIONS,
     output:
         metrics=paths.METRICS,
         table=report(paths.METRICS_TABLE, caption="../report/metrics.rst", category=paths.report_category("evaluate")),
         markdown=paths.METRICS_MARKDOWN,
         samples_page=report(paths.SAMPLES_PAGE, caption="../report/samples.rst", category=paths.report_category("evaluate")),
-        dataset_page=report(paths.DATASET_PAGE, caption="../report/dataset.rst", category=paths.report_category("dataset")),
     log:
         paths.log("evaluate/{run}/evaluate"),
     conda:

@@ -10,6 +10,5 @@ with to_file(snakemake.log[0], outputs=snakemake.output):
         references=snakemake.input.references,
         training=snakemake.input.training,
         dataset_stats=snakemake.input.stats,
-        dataset_plot=snakemake.input.durations,
         out=dict(snakemake.output.items()),
     )

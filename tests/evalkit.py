@@ -4,6 +4,8 @@ and tiny random XTTS checkpoints in XTTS's layout (built once per session)."""
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 from pathlib import Path
 
@@ -28,14 +30,19 @@ TRAIN_CLIPS = [("demo-0a1b2c3d_0005", "A train clip that must never be chosen as
 
 def write_dataset(root: Path, val=VAL_CLIPS, train=TRAIN_CLIPS, flags: dict | None = None,
                   source: str = "demo-0a1b2c3d") -> Path:
-    """dataset/ (wavs, metadata_*.csv, stats.json) and transcripts/ under `root`, as the dataset stage writes."""
+    """dataset/ (wavs, metadata_*.csv, stats.json, clips.json), the segments/{source}/ WAVs its clips link to
+    and transcripts/ under `root`, as the stages write them."""
     flags = flags or {}
     wavs = root / "dataset" / "wavs"
     wavs.mkdir(parents=True, exist_ok=True)
+    source_dir = root / "segments" / source
+    source_dir.mkdir(parents=True, exist_ok=True)
     segments = []
     for clip_id, text, logprob in [*val, *train]:
         samples = espeak(text, speed=150)
-        write_wav(wavs / f"{clip_id}.wav", 0.5 * samples, TRAIN_SAMPLE_RATE)
+        write_wav(source_dir / f"{clip_id}.wav", 0.5 * samples, TRAIN_SAMPLE_RATE)
+        (wavs / f"{clip_id}.wav").unlink(missing_ok=True)
+        os.link(source_dir / f"{clip_id}.wav", wavs / f"{clip_id}.wav")  # as the dataset stage links its clips
         segments.append({"id": clip_id, "file": f"{clip_id}.wav", "duration": len(samples) / TRAIN_SAMPLE_RATE,
                          "text": text, "language": "en", "avg_logprob": logprob, "no_speech_prob": 0.01,
                          "flags": flags.get(clip_id, [])})
@@ -48,6 +55,14 @@ def write_dataset(root: Path, val=VAL_CLIPS, train=TRAIN_CLIPS, flags: dict | No
     (root / "transcripts").mkdir(exist_ok=True)
     (root / "transcripts" / f"{source}.json").write_text(json.dumps(
         {"source": source, "speaker": "demo", "language": "en", "segments": segments}))
+    split = {clip_id: name for name, clips in lines.items() for clip_id, _, _ in clips}
+    (root / "dataset" / "clips.json").write_text(json.dumps({"clips": [
+        {"id": s["id"], "source": source, "speaker": "demo", "language": "en", "file": str(source_dir / s["file"]),
+         "kept": True, "split": split[s["id"]], "duration": s["duration"], "text": s["text"],
+         "normalized_text": s["text"], "tokens": len(s["text"]) + 1,
+         "scores": {"confidence": round(math.exp(s["avg_logprob"]), 4), "avg_logprob": s["avg_logprob"],
+                    "no_speech_prob": s["no_speech_prob"], "speech_ratio": 0.8, "speaker_similarity": 0.9},
+         "flags": s["flags"], "reasons": {}} for s in segments]}))
     return root / "dataset"
 
 

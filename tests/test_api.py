@@ -6,16 +6,15 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from apikit import Server, free_port
 from evalkit import eval_workdir, tiny_models  # noqa: F401  (fixtures)
 
 from xttsflow import OUTPUT_SAMPLE_RATE
@@ -25,53 +24,6 @@ from xttsflow.evaluate import EvaluateConfig, choose_references
 TOKEN = "a-test-token-of-enough-length"
 LIMITS = ["--max-new-tokens", "6", "--max-upload-mb", "1", "--max-text-chars", "400", "--max-queue", "2",
           "--max-reference-seconds", "20", "--device", "cpu"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`python -m xttsflow.api` in a subprocess; stopped (by its pid) when the test module is done."""
-
-    def __init__(self, workdir, log_path, *args, env=None, host="127.0.0.1"):
-        self.port = free_port()
-        self.url = f"http://{host}:{self.port}"
-        self.log = open(log_path, "w+")  # noqa: SIM115 - lives as long as the server
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xttsflow.api", "--workdir", str(workdir), "--host", host,
-             "--port", str(self.port), *args],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-        )
-
-    def wait(self, timeout: float = 300) -> Server:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"server did not come up in {timeout} s:\n{self.output()}")
-
-    def output(self, tail: int = 5000) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()[-tail:]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +169,9 @@ def test_token_is_required_when_set_and_off_loopback(eval_workdir, tmp_path):  #
         assert httpx.get(f"{srv.url}/health").json()["loads"] == {}  # nothing was synthesised without the token
     finally:
         srv.stop()
+
+
+def test_spec_lists_the_openai_endpoints_and_voices_beside_todays(server):
+    paths = set(httpx.get(f"{server.url}/openapi.json").json()["paths"])
+    assert {"/v1/audio/speech", "/v1/models", "/v1/models/{model_id}", "/voices"} <= paths
+    assert "/" not in paths  # the page is not an API operation (tests/test_browser.py drives it)

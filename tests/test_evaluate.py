@@ -189,7 +189,8 @@ def test_stage_rules_run_in_snakemake_and_fill_the_report(tmp_path, tiny_models)
         "evaluate": {"num_sentences": 2, "max_new_tokens": 6, "num_references": 1},
     })
     # Upstream outputs are given: only this stage's rules may run (and `all`).
-    only = ["--allowed-rules", "references", "synthesize", "score", "score_real", "training_curves", "evaluate", "all"]
+    only = ["--allowed-rules", "references", "synthesize", "score", "score_real", "training_curves", "evaluate",
+            "review", "all"]
     snakemake(tmp_path, "--cores", "2", *only)
     metrics = json.loads((tmp_path / "reports" / "main" / "metrics.json").read_text())
     assert set(metrics["models"]) == {"base", "finetuned", "real"}

@@ -118,3 +118,30 @@ def test_local_base_model_folder_is_checked_and_linked(tmp_path):
     (broken / "speakers_xtts.pth").unlink()
     with pytest.raises(XttsflowError, match=r"is missing speakers_xtts\.pth"):
         prepare_base_model(str(broken), tmp_path / "base2")
+
+
+def test_training_export_stores_the_dataset_speaker_as_a_named_voice(tmp_path):
+    """The train stage's export: the speaker of the dataset (clips.json) in speakers_xtts.pth, computed with
+    the merged model, equal to what inference computes from the same clips with the exported folder."""
+    from evalkit import write_dataset
+    from train_fixtures import write_stats
+    from TTS.tts.layers.xtts.xtts_manager import SpeakerManager
+
+    from xttsflow.inference import Synthesizer
+
+    dataset = write_dataset(tmp_path / "work")
+    write_stats(dataset)  # + the coqui dataset entries the trainer loads
+    s = settings(tmp_path, dataset=dataset, max_steps=2, learning_rate=1e-2, lora_rank=4)
+    summary = Trainer(s, tiny_base()).run(progress=False)
+    export = s.run_dir / "export"
+    speakers = SpeakerManager(export / "speakers_xtts.pth")
+    assert speakers.speaker_names == ["tiny", "demo"]  # the base's voice kept, the dataset's speaker added
+    assert (tiny_base() / "speakers_xtts.pth").stat().st_ino != (export / "speakers_xtts.pth").stat().st_ino
+    assert SpeakerManager(tiny_base() / "speakers_xtts.pth").speaker_names == ["tiny"]  # the base is untouched
+    record = json.loads((export / "xttsflow.json").read_text())["voices"]["demo"]
+    assert record["clips"] == ["demo-0a1b2c3d_0002", "demo-0a1b2c3d_0001", "demo-0a1b2c3d_0005"]
+    assert summary["steps"] == 2
+    voice = Synthesizer(export, device="cpu").voice([dataset / "wavs" / f"{i}.wav" for i in record["clips"]])
+    stored = speakers.speakers["demo"]
+    torch.testing.assert_close(stored["gpt_cond_latent"], voice.gpt_cond_latent, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(stored["speaker_embedding"], voice.speaker_embedding, atol=1e-5, rtol=1e-5)

@@ -1,4 +1,6 @@
-"""The inference REST API: POST /synthesize, GET /models, GET /references, GET /health (+ /openapi.json).
+"""The inference REST API: POST /synthesize, GET /models, GET /voices, GET /references, GET /health
+(+ /openapi.json); OpenAI's POST /v1/audio/speech and GET /v1/models (xttsflow.openai_api); GET / a page
+to listen on (xttsflow/web/).
 
 Safe by default: it binds 127.0.0.1, and refuses any other address unless a bearer token is set
 (XTTSFLOW_API_TOKEN); text length, upload size and upload type are limited; request values only ever
@@ -11,7 +13,10 @@ Run: `python -m xttsflow.api --workdir <workflow folder> [--host 127.0.0.1] [--p
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time, and they
 # use values local to create_app (the configured limits).
 import asyncio
+import base64
+import binascii
 import contextlib
+import dataclasses
 import hmac
 import ipaddress
 import logging
@@ -26,17 +31,19 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from . import __version__, cli, paths
+from . import __version__, cli, openai_api, page, paths, streaming, voices
 from .atomic import read_json
 from .audio import AUDIO_EXTENSIONS, probe
 from .devices import resolve_device
 from .errors import XttsflowError
-from .inference import LOADS, Settings, get_synthesizer, loaded_models, wav_bytes
+from .inference import LOADS, Settings, get_synthesizer, loaded_models
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,7 @@ LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[a-z]{2,4})?$"
 _ID = re.compile(ID_PATTERN)
 UPLOAD_TYPES = ("audio/", "application/octet-stream")
 TOKEN_ENV = "XTTSFLOW_API_TOKEN"
+BASIC_CHALLENGE = 'Basic realm="xttsflow", charset="UTF-8"'
 
 
 class ApiConfig(BaseModel):
@@ -64,6 +72,9 @@ class ApiConfig(BaseModel):
     max_new_tokens: int | None = Field(None, ge=2, description="server cap on audio codes per sentence")
     extra_models: dict[str, Path] = {}
     preload: list[str] = []
+    default_model: str | None = Field(None, description="what OpenAI's model names (tts-1, ...) select; default: "
+                                      "the first fine-tuned run, else base")
+    stream_chunk_codes: int = Field(20, ge=1, le=400, description="audio codes per streamed chunk (~46 ms each)")
 
 
 class ModelInfo(BaseModel):
@@ -91,6 +102,21 @@ class References(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class ModelVoices(BaseModel):
+    model: str
+    kind: str
+    voices: list[str] = Field(description="named voices: the model's speakers_xtts.pth, and every fine-tuned "
+                                          "speaker (cloned from the same clips on models that do not store it)")
+    default: str | None = Field(description="the voice OpenAI's voice names (alloy, ...) select; None: the "
+                                            "evaluation references")
+    language: str = Field(description="the default voice's language (the default of `language`)")
+
+
+class VoiceList(BaseModel):
+    models: list[ModelVoices]
+    clips: list[str] = Field(description="reference clip ids, usable as a voice too")
 
 
 class NotFound(XttsflowError):
@@ -151,6 +177,41 @@ class Catalog:
             raise NotFound(f"unknown reference clip {clip_id!r} — GET /references lists the clip ids")
         return path
 
+    def recorded_voices(self) -> dict[str, dict]:
+        """Fine-tuned speakers the exports recorded (name -> clips, language); the first run in order wins."""
+        found: dict[str, dict] = {}
+        for model in self.models().values():
+            if model["kind"] != "base":
+                for name, record in voices.recorded_voices(model["path"]).items():
+                    found.setdefault(name, record)
+        return found
+
+    def voice_names(self, model: dict) -> list[str]:
+        """The fine-tuned speakers first (this model's, then other runs'), then the rest of its speakers file."""
+        names = list(voices.recorded_voices(model["path"])) + list(self.recorded_voices())
+        names += voices.speaker_names(model["path"])
+        return list(dict.fromkeys(names))
+
+    def default_voice(self, model: dict) -> str | None:
+        """The model's own fine-tuned speaker, else any run's, else None (the evaluation references)."""
+        mine = list(voices.recorded_voices(model["path"]))
+        return mine[0] if mine else next(iter(self.recorded_voices()), None)
+
+    def default_language(self, voice: str | None) -> str:
+        record = self.recorded_voices().get(voice or "") or {}
+        if record.get("language"):
+            return record["language"]
+        for path in sorted(self.workdir.glob("samples/*/references.json")):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                return read_json(path)["language"]
+        return "en"
+
+    def default_model(self, configured: str | None) -> str:
+        models = self.models()
+        if configured:
+            return configured
+        return next((i for i, m in models.items() if m["kind"] == "finetuned"), "base")
+
 
 class Gate:
     """A bounded queue in front of the generation slots: beyond max_queue waiting requests, answer 429."""
@@ -160,8 +221,7 @@ class Gate:
         self.waiting = self.active = 0
         self._sem = asyncio.Semaphore(slots)
 
-    @contextlib.asynccontextmanager
-    async def __call__(self):
+    async def acquire(self) -> None:
         if self.waiting >= self.max_queue and self._sem.locked():
             raise HTTPException(429, f"server busy: {self.waiting} requests queued — retry later",
                                 headers={"Retry-After": "2"})
@@ -171,11 +231,43 @@ class Gate:
         finally:
             self.waiting -= 1
         self.active += 1
+
+    def release(self) -> None:
+        """Free a slot (from the event loop's thread: a streamed response frees it when generation ends)."""
+        self.active -= 1
+        self._sem.release()
+
+    @contextlib.asynccontextmanager
+    async def __call__(self):
+        await self.acquire()
         try:
             yield
         finally:
-            self.active -= 1
-            self._sem.release()
+            self.release()
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A request checked and ready to generate: model loaded, voice computed, text split into sentences."""
+
+    model: str
+    synthesizer: object
+    voice: object
+    language: str
+    text: str
+    sentences: list[str]
+
+
+@dataclasses.dataclass
+class Service:
+    """What the endpoint modules (xttsflow.openai_api) share with create_app's own endpoints."""
+
+    config: ApiConfig
+    catalog: Catalog
+    gate: Gate
+    authorized: object  # the FastAPI dependency that checks the token
+    prepare: object  # (model, text, language, voice, paths) -> Prepared, in a worker thread
+    respond: object  # async (Prepared-making callable, settings, fmt, stream, sse, headers) -> Response
 
 
 def create_app(config: ApiConfig):
@@ -196,13 +288,25 @@ def create_app(config: ApiConfig):
                   description=__doc__.split("\n\n")[1].replace("\n", " "))
     errors = {code: {"model": Problem} for code in (400, 401, 404, 411, 413, 415, 429)}
 
-    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    def _token_ok(request: Request, credentials: HTTPAuthorizationCredentials | None) -> bool:
         if config.token is None:
-            return
-        given = credentials.credentials if credentials else ""
-        if not hmac.compare_digest(given.encode(), config.token.encode()):
+            return True
+        # Bearer for programs; Basic (any user name, the token as password) for a browser opening the page,
+        # which then sends the same credentials with the page's own requests.
+        given = credentials.credentials if credentials else _basic_password(request.headers.get("authorization"))
+        return hmac.compare_digest(given.encode(), config.token.encode())
+
+    def authorized(request: Request,
+                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if not _token_ok(request, credentials):
             raise HTTPException(401, "missing or wrong bearer token — send 'Authorization: Bearer <token>'",
                                 headers={"WWW-Authenticate": "Bearer"})
+
+    def page_authorized(request: Request,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if not _token_ok(request, credentials):
+            raise HTTPException(401, "this server needs its token: log in with any user name and the token as "
+                                     "password", headers={"WWW-Authenticate": BASIC_CHALLENGE})
 
     def _load(model_id: str):
         model = catalog.model(model_id)
@@ -214,19 +318,31 @@ def create_app(config: ApiConfig):
         if request.method == "POST":
             length = request.headers.get("content-length")
             if length is None or not length.isdigit():
-                return JSONResponse({"detail": "send a Content-Length header (chunked uploads are refused)"}, 411)
+                return openai_api.problem(request, 411, "send a Content-Length header (chunked uploads are refused)")
             if int(length) > config.max_upload_bytes + 64 * 1024:
-                return JSONResponse({"detail": f"request body of {int(length)} bytes is over the limit of "
-                                     f"{config.max_upload_bytes} bytes for the reference upload"}, 413)
+                return openai_api.problem(request, 413, f"request body of {int(length)} bytes is over the limit of "
+                                          f"{config.max_upload_bytes} bytes for the reference upload")
         return await call_next(request)
 
     @app.exception_handler(XttsflowError)
     async def bad_input(request: Request, err: XttsflowError):
-        return JSONResponse({"detail": str(err)}, 400)
+        return openai_api.problem(request, 400, str(err))
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, err: NotFound):
-        return JSONResponse({"detail": str(err)}, 404)
+        return openai_api.problem(request, 404, str(err))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException):
+        if openai_api.is_openai(request):
+            return openai_api.problem(request, err.status_code, str(err.detail), headers=err.headers)
+        return await http_exception_handler(request, err)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError):
+        if openai_api.is_openai(request):
+            return openai_api.validation_problem(request, err)
+        return await request_validation_exception_handler(request, err)
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
@@ -246,6 +362,15 @@ def create_app(config: ApiConfig):
                           default_references=defaults.get(m["run"]) or next(iter(defaults.values()), []))
                 for i, m in catalog.models().items()]
 
+    @app.get("/voices", response_model=VoiceList, responses=errors, dependencies=[Depends(authorized)])
+    def voice_list() -> VoiceList:
+        out = []
+        for model_id, model in catalog.models().items():
+            default = catalog.default_voice(model)
+            out.append(ModelVoices(model=model_id, kind=model["kind"], voices=catalog.voice_names(model),
+                                   default=default, language=catalog.default_language(default)))
+        return VoiceList(models=out, clips=catalog.clips())
+
     @app.get("/references", response_model=References, responses=errors, dependencies=[Depends(authorized)])
     def references() -> References:
         return References(clips=catalog.clips(), defaults=catalog.default_references())
@@ -253,7 +378,8 @@ def create_app(config: ApiConfig):
     @app.post(
         "/synthesize",
         responses={200: {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
-                         "description": "16-bit mono WAV at the model's rate (24 kHz)"}, **errors},
+                         "description": "16-bit mono WAV at the model's rate (24 kHz); with stream=true sent "
+                                        "as it is generated (chunked, the WAV sizes say 'unknown')"}, **errors},
         response_class=Response,
         dependencies=[Depends(authorized)],
     )
@@ -261,6 +387,7 @@ def create_app(config: ApiConfig):
         text: Annotated[str, Form(min_length=1, max_length=config.max_text_chars, description="what to say")],
         language: Annotated[str, Form(pattern=LANGUAGE_PATTERN, description="XTTS language code")] = "en",
         model: Annotated[str, Form(pattern=ID_PATTERN, description="a model id from GET /models")] = "base",
+        voice: Annotated[str | None, Form(pattern=ID_PATTERN, description="a named voice from GET /voices")] = None,
         reference_id: Annotated[list[str] | None, Form(description="reference clip id(s) from GET /references; "
                                                        "default: the model's evaluation references")] = None,
         reference: Annotated[UploadFile | None, File(description="or: a reference clip of the voice "
@@ -270,37 +397,89 @@ def create_app(config: ApiConfig):
         top_k: Annotated[int | None, Form(ge=1, le=1000)] = None,
         top_p: Annotated[float | None, Form(gt=0, le=1, allow_inf_nan=False)] = None,
         speed: Annotated[float, Form(ge=0.25, le=4, allow_inf_nan=False)] = 1.0,
+        stream: Annotated[bool, Form(description="send the WAV while it is generated (chunked)")] = False,
     ) -> Response:
         for clip_id in reference_id or []:
             if not _ID.match(clip_id):
                 raise HTTPException(400, f"reference_id {clip_id[:80]!r} is not a clip id (letters, digits, '_', "
                                          "'.', '-'; no paths) — GET /references lists them")
         chosen = catalog.model(model)  # 404 before any work
+        has_upload = reference is not None and bool(reference.filename)
+        if voice and (reference_id or has_upload):
+            raise XttsflowError("give a voice or reference clips (reference_id, reference), not both")
         settings = Settings(seed=seed, temperature=temperature, top_k=top_k, top_p=top_p, speed=speed,
                             max_new_tokens=config.max_new_tokens)
-        upload = await _save_upload(reference) if reference is not None and reference.filename else None
+        upload = await _save_upload(reference) if has_upload else None
         try:
             paths = [catalog.clip(i) for i in reference_id or []] + ([upload] if upload else [])
-            paths = paths or catalog.references_for(chosen)
-            if not paths:
-                raise XttsflowError("no reference clip: send reference_id (GET /references) or upload a clip")
-            async with gate():
-                began = time.perf_counter()
-                samples, rate = await run_in_threadpool(_speak, model, paths, text, language, settings)
-                took = time.perf_counter() - began
+            if not voice:
+                paths = paths or catalog.references_for(chosen)
+                if not paths:
+                    raise XttsflowError("no reference clip: send reference_id (GET /references) or upload a clip")
+            # Streamed or not, the voice is computed before respond returns: the upload can go then.
+            response = await respond(lambda: prepare(model, text, language, voice, paths), settings, "wav",
+                                     stream=stream)
         finally:
             if upload:
                 upload.unlink(missing_ok=True)
-        seconds = len(samples) / rate
-        log.info("synthesize %s/%s: %d chars -> %.2f s in %.2f s", model, language, len(text), seconds, took)
-        return Response(wav_bytes(samples, rate), media_type="audio/wav", headers={
-            "X-Audio-Seconds": f"{seconds:.3f}", "X-Synthesis-Seconds": f"{took:.3f}", "X-Seed": str(seed)})
+        log.info("synthesize %s/%s: %d chars -> %s", model, language, len(text), "streamed" if stream else
+                 f"{response.headers['x-audio-seconds']} s in {response.headers['x-synthesis-seconds']} s")
+        return response
 
-    def _speak(model_id: str, paths: list[Path], text: str, language: str, settings: Settings):
+    def prepare(model_id: str, text: str, language: str, voice: str | None, paths: list[Path]) -> Prepared:
         synthesizer = _load(model_id)
         synthesizer.check_language(language)
-        voice = synthesizer.voice(paths)
-        return synthesizer.synthesize(text, language, voice, settings), synthesizer.sample_rate
+        conditioning = synthesizer.voice(paths) if paths else _named_voice(synthesizer, voice)
+        return Prepared(model_id, synthesizer, conditioning, language, text, synthesizer.sentences(text, language))
+
+    def _named_voice(synthesizer, name: str):
+        """The model's own stored voice, else a fine-tuned speaker cloned from its clips, else a clip id."""
+        if name in synthesizer.voice_names():
+            return synthesizer.named_voice(name)
+        recorded = catalog.recorded_voices().get(name)
+        if recorded:
+            return synthesizer.voice([catalog.clip(i) for i in recorded["clips"]])
+        with contextlib.suppress(NotFound):
+            return synthesizer.voice([catalog.clip(name)])
+        raise NotFound(f"unknown voice {name!r} — GET /voices lists the voices of each model (a reference clip id "
+                       "from GET /references works too)")
+
+    async def respond(make: object, settings: Settings, fmt: str, stream: bool = False, sse: bool = False,
+                      headers: dict | None = None) -> Response:
+        """Generate behind the gate: the whole file, or chunks as they are decoded (`stream`, `sse`)."""
+        headers = {"X-Seed": str(settings.seed), **(headers or {})}
+        if not (stream or sse):
+            async with gate():
+                began = time.perf_counter()
+                samples, rate = await run_in_threadpool(_speak_all, make, settings)
+                took = time.perf_counter() - began
+            body = await run_in_threadpool(openai_api.encode, samples, rate, fmt)
+            seconds = len(samples) / rate
+            return Response(body, media_type=openai_api.media_type(fmt), headers={
+                **headers, "X-Audio-Seconds": f"{seconds:.3f}", "X-Synthesis-Seconds": f"{took:.3f}"})
+        await gate.acquire()  # 429 here, before any work
+        try:
+            prepared = await run_in_threadpool(make)  # every 4xx (voice, language, text) before the first byte
+        except BaseException:
+            gate.release()
+            raise
+        synth = prepared.synthesizer
+        audio = streaming.AudioStream(
+            lambda: synth.stream_chunks(prepared.text, prepared.language, prepared.voice, settings,
+                                        chunk_codes=config.stream_chunk_codes, sentences=prepared.sentences),
+            on_done=gate.release)
+        rate = synth.sample_rate
+        headers = {**headers, "X-Sample-Rate": str(rate), "Cache-Control": "no-store"}
+        if sse:
+            return StreamingResponse(streaming.sse_body(audio, fmt, rate), media_type="text/event-stream",
+                                     headers=headers)
+        body = streaming.wav_body(audio, rate) if fmt == "wav" else streaming.pcm_body(audio)
+        return StreamingResponse(body, media_type=openai_api.media_type(fmt), headers=headers)
+
+    def _speak_all(make, settings: Settings):
+        prepared = make()
+        synth = prepared.synthesizer
+        return synth.synthesize(prepared.text, prepared.language, prepared.voice, settings), synth.sample_rate
 
     async def _save_upload(upload: UploadFile) -> Path:
         suffix = Path(upload.filename or "").suffix.lower()
@@ -330,7 +509,21 @@ def create_app(config: ApiConfig):
                                      f"{config.max_reference_seconds:.0f} s (6-10 s of clean speech is best)")
         return path
 
+    service = Service(config, catalog, gate, authorized, prepare, respond)
+    openai_api.install(app, service, errors)
+    page.install(app, page_authorized)
     return app
+
+
+def _basic_password(header: str | None) -> str:
+    """The password of an `Authorization: Basic` header ('' when there is none or it is malformed)."""
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        return base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
 
 
 def _shown(path: Path, root: Path) -> str:
@@ -370,6 +563,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", action="append", default=[], metavar="ID=FOLDER",
                         help="serve another XTTS checkpoint folder under this id (repeatable)")
     parser.add_argument("--preload", action="append", default=[], metavar="ID", help="load this model at start")
+    parser.add_argument("--default-model", metavar="ID", help="the model OpenAI's model names (tts-1, tts-1-hd, "
+                        "gpt-4o-mini-tts) select (default: the first fine-tuned run, else base)")
+    parser.add_argument("--stream-chunk-codes", type=int, default=20,
+                        help="audio codes per streamed chunk (~46 ms of audio each; smaller: earlier first audio)")
     args = parser.parse_args(argv)
     setup_console()
     extra = {}
@@ -386,12 +583,13 @@ def main(argv: list[str] | None = None) -> None:
                            max_upload_bytes=int(args.max_upload_mb * 2**20),
                            max_reference_seconds=args.max_reference_seconds, slots=args.slots,
                            max_queue=args.max_queue, max_loaded_models=args.max_loaded_models,
-                           max_new_tokens=args.max_new_tokens, extra_models=extra, preload=args.preload)
+                           max_new_tokens=args.max_new_tokens, extra_models=extra, preload=args.preload,
+                           default_model=args.default_model, stream_chunk_codes=args.stream_chunk_codes)
     except ValueError as err:
         raise XttsflowError(f"api: bad option: {err}") from err
     catalog = Catalog(config.workdir, config.extra_models)
-    for model_id in config.preload:
-        catalog.model(model_id)  # an unknown --preload id stops here, with the ids there are
+    for model_id in [*config.preload, *([config.default_model] if config.default_model else [])]:
+        catalog.model(model_id)  # an unknown --preload or --default-model id stops here, with the ids there are
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", workers=1)
 
 

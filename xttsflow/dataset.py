@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import logging
+import math
 import statistics
 import sys
 from collections import Counter, defaultdict
@@ -70,6 +71,7 @@ class Clip:
     segment: dict = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)  # filter -> why, in FILTERS order when written
     split: str = ""
+    speaker_similarity: float | None = None
 
     def reject(self, filter_name: str, why: str) -> None:
         self.reasons.setdefault(filter_name, why)
@@ -255,6 +257,7 @@ def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: D
         stacked = np.stack([vectors[c.id] for c in members])
         similarity = centroid_similarity(stacked, config.speaker_similarity)
         for clip, sim in zip(members, similarity, strict=True):
+            clip.speaker_similarity = round(float(sim), 4)
             if sim < config.speaker_similarity:
                 clip.reject("speaker", f"similarity {sim:.2f} < {config.speaker_similarity} to {speaker}'s centroid")
         if config.window_similarity is not None and windows:
@@ -326,6 +329,26 @@ def _rejected_lines(clips: list[Clip]) -> str:
         writer.writerow([c.id, c.source, c.speaker, f"{c.duration:.3f}", ";".join(names),
                          " | ".join(f"{n}: {c.reasons[n]}" for n in names), c.text])
     return buf.getvalue()
+
+
+def clip_records(clips: list[Clip]) -> list[dict]:
+    """Every clip, kept or rejected, with the scores the filters judged and why it was rejected: clips.json,
+    which the review page (xttsflow.review) and the export's named voice (xttsflow.voices) read."""
+    records = []
+    for c in clips:
+        seg = c.segment
+        logprob = seg.get("avg_logprob")
+        records.append({
+            "id": c.id, "source": c.source, "speaker": c.speaker, "language": xtts_language(c.language) or c.language,
+            "file": str(c.wav), "kept": not c.reasons, "split": c.split or None, "duration": round(c.duration, 3),
+            "text": c.text or clean(seg.get("text", "")), "normalized_text": c.normalized_text, "tokens": c.tokens,
+            "scores": {"confidence": round(math.exp(logprob), 4) if logprob is not None else None,
+                       "avg_logprob": logprob, "no_speech_prob": seg.get("no_speech_prob"),
+                       "speech_ratio": seg.get("speech_ratio"), "speaker_similarity": c.speaker_similarity},
+            "flags": list(seg.get("flags") or []),
+            "reasons": {name: c.reasons[name] for name in FILTERS if name in c.reasons},
+        })
+    return records
 
 
 def _plot_durations(path: Path, kept: list[Clip], rejected: list[Clip], config: DatasetConfig) -> None:
@@ -519,6 +542,7 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
             for split, name in names.items():
                 write_text(tmp / name, _coqui_lines([c for c in kept if c.split == split and c.language == lang]))
         write_text(tmp / paths.REJECTED, _rejected_lines(rejected))
+        write_json(tmp / paths.CLIPS, {"filters": list(FILTERS), "clips": clip_records(clips)})
         _plot_durations(tmp / paths.DURATIONS, kept, rejected, config)
         stats = {
             **_summary(kept),

@@ -335,8 +335,9 @@ def _brief(sample: dict) -> dict:
 
 
 def evaluate_run(run: str, scores: dict[str, str], manifests: dict[str, str], references: str,
-                 training: str | None, dataset_stats: str | None, dataset_plot: str | None, out: dict) -> dict:
-    """Write metrics.json, the table (CSV + Markdown) and the HTML pages of the Snakemake report."""
+                 training: str | None, dataset_stats: str | None, out: dict) -> dict:
+    """Write metrics.json, the table (CSV + Markdown) and the samples page of the Snakemake report (the
+    dataset's page is the review page, xttsflow.review)."""
     from . import report
 
     refs = read_json(references)
@@ -348,8 +349,6 @@ def evaluate_run(run: str, scores: dict[str, str], manifests: dict[str, str], re
     report.write_table_markdown(out["markdown"], rows, metrics)
     if out.get("samples_page"):
         report.write_samples_page(out["samples_page"], metrics, rows)
-    if out.get("dataset_page") and dataset_stats:
-        report.write_dataset_page(out["dataset_page"], read_json(dataset_stats), dataset_plot)
     write_json(out["metrics"], metrics)
     log.info("evaluate %s: %s; verdict %s", run, metrics["delta_finetuned_minus_base"], metrics["verdict"])
     return metrics
@@ -391,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         out_dir = Path(args.out_dir)
         evaluate_run(args.run, dict(zip(MODELS, args.scores, strict=True)),
-                     dict(zip(MODELS[:2], args.manifests, strict=True)), args.references, None, None, None,
+                     dict(zip(MODELS[:2], args.manifests, strict=True)), args.references, None, None,
                      {"metrics": out_dir / "metrics.json", "table": out_dir / "metrics.csv",
                       "markdown": out_dir / "metrics.md", "samples_page": out_dir / "samples.html"})
 

@@ -2,8 +2,9 @@
 
 The export holds model.pth with the adapters merged into the GPT weights, plus the base model's
 config.json, vocab.json, dvae.pth, mel_stats.pth and speakers_xtts.pth, so coqui-tts
-(`Xtts.load_checkpoint`) and the XTTS tools users already run load it like the original model. Training
-writes it itself (xtts_model.export_model); this module makes it again from the run's best or last checkpoint.
+(`Xtts.load_checkpoint`) and the XTTS tools users already run load it like the original model;
+speakers_xtts.pth also holds the dataset's speakers as named voices (xttsflow.voices). Training writes it
+itself (xtts_model.export_model); this module makes it again from the run's best or last checkpoint.
 
 `xttsflow export --base models/base --run checkpoints/main` re-exports a finished run.
 """

@@ -1,5 +1,6 @@
-"""Speech from an XTTS checkpoint folder: one model load per process, voices from reference clips, and
-sentence-by-sentence synthesis that can be streamed to a WAV file for long texts.
+"""Speech from an XTTS checkpoint folder: one model load per process, voices from reference clips or named
+in the folder's speakers_xtts.pth, sentence-by-sentence synthesis that can be streamed to a WAV file for
+long texts, and audio chunks as XTTS decodes them (coqui's inference_stream) for streaming over HTTP.
 
 The CLI (`xttsflow synthesize speak`), the evaluation samples and the REST API all go through here.
 """
@@ -180,26 +181,22 @@ class Synthesizer:
         return voice
 
     def _compute_voice(self, paths: list[Path]) -> Voice:
-        import torch
+        with _GENERATION_LOCK:
+            return conditioning(self.model, paths, self.device)
 
-        clips = []
-        for path in paths:
-            samples = decode(path, TRAIN_SAMPLE_RATE)
-            seconds = len(samples) / TRAIN_SAMPLE_RATE
-            if seconds < MIN_REFERENCE_S or not np.any(np.abs(samples) > 1e-4):
-                raise XttsflowError(
-                    f"reference clip {path} is {seconds:.2f} s long{'' if np.any(samples) else ' and silent'} — "
-                    f"give at least {MIN_REFERENCE_S} s of speech (6-10 s works best)"
-                )
-            clip = samples[: int(self.config.max_ref_len * TRAIN_SAMPLE_RATE)]
-            clips.append(torch.from_numpy(clip).unsqueeze(0).to(self.device))
-        with _GENERATION_LOCK, torch.inference_mode():
-            embedding = torch.stack([self.model.get_speaker_embedding(c, TRAIN_SAMPLE_RATE) for c in clips]).mean(0)
-            latent = self.model.get_gpt_cond_latents(
-                torch.cat(clips, dim=-1), TRAIN_SAMPLE_RATE,
-                length=self.config.gpt_cond_len, chunk_length=self.config.gpt_cond_chunk_len,
-            )
-        return Voice(latent, embedding, [str(p) for p in paths])
+    def voice_names(self) -> list[str]:
+        """The named voices of the folder's speakers_xtts.pth (coqui's SpeakerManager loaded it)."""
+        manager = self.model.speaker_manager
+        return list(manager.speakers) if manager is not None else []
+
+    def named_voice(self, name: str) -> Voice:
+        """A voice stored in speakers_xtts.pth under `name` (XTTS's studio speakers, a fine-tuned speaker)."""
+        if name not in self.voice_names():
+            raise XttsflowError(f"{self.checkpoint_dir.name} has no voice named {name!r} — its voices: "
+                                f"{', '.join(self.voice_names()) or 'none'}")
+        entry = self.model.speaker_manager.speakers[name]
+        return Voice(entry["gpt_cond_latent"].to(self.device), entry["speaker_embedding"].to(self.device),
+                     [f"speakers_xtts.pth:{name}"])
 
     def sentences(self, text: str, language: str) -> list[str]:
         """The pieces XTTS speaks one at a time, each within its text-token limit."""
@@ -239,16 +236,20 @@ class Synthesizer:
             )
         return ids
 
-    def stream(self, text: str, language: str, voice: Voice, settings: Settings | None = None) -> Iterator[np.ndarray]:
-        """Float32 audio at `sample_rate`, one sentence at a time (sentence i is sampled with seed + i)."""
-        import torch
-
-        settings = settings or Settings()
+    def _generation_kwargs(self, settings: Settings) -> dict:
         resolved = settings.resolved(self.config)
         kwargs = {k: resolved[k] for k in ("temperature", "top_k", "top_p", "repetition_penalty",
                                             "length_penalty", "speed")}
         if settings.max_new_tokens:
             kwargs["max_new_tokens"] = settings.max_new_tokens
+        return kwargs
+
+    def stream(self, text: str, language: str, voice: Voice, settings: Settings | None = None) -> Iterator[np.ndarray]:
+        """Float32 audio at `sample_rate`, one sentence at a time (sentence i is sampled with seed + i)."""
+        import torch
+
+        settings = settings or Settings()
+        kwargs = self._generation_kwargs(settings)
         for i, sentence in enumerate(self.sentences(text, language)):
             with _GENERATION_LOCK:
                 torch.manual_seed(settings.seed + i)
@@ -256,9 +257,56 @@ class Synthesizer:
                                            **kwargs)
             yield np.asarray(out["wav"], dtype=np.float32).reshape(-1)
 
+    def stream_chunks(self, text: str, language: str, voice: Voice, settings: Settings | None = None,
+                      chunk_codes: int = 20, sentences: list[str] | None = None) -> Iterator[np.ndarray]:
+        """Float32 audio as XTTS decodes it: coqui's inference_stream turns every `chunk_codes` audio codes
+        into a chunk (cross-faded with the next), so the first audio comes after ~`chunk_codes` codes
+        instead of after the whole text. Sentence i is sampled with seed + i, as in `stream`.
+
+        The generation lock is held while a sentence streams: close the iterator (or exhaust it) to free it.
+        """
+        import torch
+
+        settings = settings or Settings()
+        kwargs = self._generation_kwargs(settings)
+        for i, sentence in enumerate(sentences if sentences is not None else self.sentences(text, language)):
+            with _GENERATION_LOCK, torch.inference_mode():
+                torch.manual_seed(settings.seed + i)
+                for chunk in self.model.inference_stream(sentence, language, voice.gpt_cond_latent,
+                                                         voice.speaker_embedding, stream_chunk_size=chunk_codes,
+                                                         **kwargs):
+                    yield chunk.detach().float().cpu().numpy().reshape(-1)
+
     def synthesize(self, text: str, language: str, voice: Voice, settings: Settings | None = None) -> np.ndarray:
         chunks = list(self.stream(text, language, voice, settings))
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def conditioning(model, paths: Sequence[str | os.PathLike], device) -> Voice:
+    """XTTS's conditioning from reference clips with a loaded Xtts `model`: GPT latents over the clips joined
+    (XTTS reads the first gpt_cond_len s of them), the HiFi-GAN speaker embedding averaged over the clips.
+    The API, the evaluation and the export's named voices (xttsflow.voices) all compute voices here."""
+    import torch
+
+    config = model.config
+    clips = []
+    for path in paths:
+        samples = decode(path, TRAIN_SAMPLE_RATE)
+        seconds = len(samples) / TRAIN_SAMPLE_RATE
+        if seconds < MIN_REFERENCE_S or not np.any(np.abs(samples) > 1e-4):
+            raise XttsflowError(
+                f"reference clip {path} is {seconds:.2f} s long{'' if np.any(samples) else ' and silent'} — "
+                f"give at least {MIN_REFERENCE_S} s of speech (6-10 s works best)"
+            )
+        clip = samples[: int(config.max_ref_len * TRAIN_SAMPLE_RATE)]
+        clips.append(torch.from_numpy(clip).unsqueeze(0).to(device))
+    with torch.inference_mode():
+        embedding = torch.stack([model.get_speaker_embedding(c, TRAIN_SAMPLE_RATE) for c in clips]).mean(0)
+        latent = model.get_gpt_cond_latents(
+            torch.cat(clips, dim=-1), TRAIN_SAMPLE_RATE,
+            length=config.gpt_cond_len, chunk_length=config.gpt_cond_chunk_len,
+        )
+    return Voice(latent, embedding, [str(p) for p in paths])
 
 
 def _stamp(path: str | os.PathLike) -> tuple[int, int]:

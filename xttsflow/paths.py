@@ -25,6 +25,7 @@ COQUI_LANGUAGE = "metadata_coqui_{language}_{split}.csv"  # per language, when t
 REJECTED = "rejected.csv"
 DURATIONS = "durations.png"
 STATS = "stats.json"
+CLIPS = "clips.json"  # every clip, kept or rejected, with its scores and reasons
 
 # ---------- names inside a training run's folder ----------
 EXPORT = "export"  # the merged model, in XTTS's checkpoint layout
@@ -58,6 +59,7 @@ DATASET_COQUI_VAL = f"{DATASET}/{COQUI_VAL}"
 DATASET_REJECTED = f"{DATASET}/{REJECTED}"
 DATASET_DURATIONS = f"{DATASET}/{DURATIONS}"
 DATASET_STATS = f"{DATASET}/{STATS}"
+DATASET_CLIPS = f"{DATASET}/{CLIPS}"
 # train
 BASE_MODEL = "models/base"  # built or downloaded by rule base_model (unless train.base_model is a folder)
 CHECKPOINTS = "checkpoints"
@@ -78,7 +80,7 @@ METRICS = "reports/{run}/metrics.json"
 METRICS_TABLE = "reports/{run}/metrics.csv"
 METRICS_MARKDOWN = "reports/{run}/metrics.md"
 SAMPLES_PAGE = "reports/{run}/samples.html"
-DATASET_PAGE = "reports/{run}/dataset.html"
+REVIEW_PAGE = "reports/dataset.html"  # the dataset by ear (rule review): every clip playable
 
 
 def log(name: str) -> str:
@@ -146,7 +148,7 @@ PRODUCERS = {
     SEGMENTS_MANIFEST: "segment", SEGMENTS: "segment", TRANSCRIPT: "transcribe", EMBEDDINGS: "speaker_embed",
     DATASET: "dataset", BASE_MODEL: "base_model", RUN_DIR: "train", TENSORBOARD: "train",
     REFERENCES: "references", SAMPLES_MANIFEST: "synthesize", SAMPLES: "synthesize", SCORES: "score / score_real",
-    TRAINING: "training_curves", LOSS_CURVES: "training_curves", METRICS: "evaluate",
+    TRAINING: "training_curves", LOSS_CURVES: "training_curves", METRICS: "evaluate", REVIEW_PAGE: "review",
 }
 
 

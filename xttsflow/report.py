@@ -1,5 +1,6 @@
-"""What the Snakemake HTML report shows: loss curves from TensorBoard, the metrics table, the samples
-side by side (audio embedded, so each page is one self-contained file) and the dataset statistics."""
+"""What the Snakemake HTML report shows: loss curves from TensorBoard, the metrics table and the samples
+side by side (audio embedded, so each page is one self-contained file). The dataset's page is the review
+page (xttsflow.review)."""
 
 from __future__ import annotations
 
@@ -168,25 +169,3 @@ def write_samples_page(path: str | os.PathLike, metrics: dict, rows: list[dict])
     parts.append("</table>")
     parts += [f"<p class=worse>{html.escape(w)}</p>" for w in metrics.get("warnings", [])]
     write_text(path, "\n".join(parts) + "\n")
-
-
-def _flatten(prefix: str, value, out: list) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    elif isinstance(value, list):
-        out.append((prefix, f"{len(value)} entries"))
-    else:
-        out.append((prefix, value))
-
-
-def write_dataset_page(path: str | os.PathLike, stats: dict, plot: str | os.PathLike | None) -> None:
-    """dataset/stats.json as a table, with the duration histogram."""
-    flat: list = []
-    _flatten("", {k: v for k, v in stats.items() if k not in ("wavs", "config", "datasets")}, flat)
-    parts = [f"<!doctype html><meta charset=utf-8><title>Dataset</title>{_STYLE}<h1>Dataset</h1>"]
-    if plot and Path(plot).is_file():
-        parts.append(f"<img alt='clip durations' src='{_data_uri(plot, 'image/png')}' style='max-width:100%'>")
-    parts.append("<table><tr><th>Statistic</th><th>Value</th></tr>")
-    parts += [f"<tr><td>{html.escape(k)}</td><td class=num>{html.escape(_fmt(v))}</td></tr>" for k, v in flat]
-    write_text(path, "\n".join(parts) + "</table>\n")

@@ -34,6 +34,7 @@ from .gpt_model import (
     trainable_state,
 )
 from .settings import TrainingSettings, load_settings
+from .voices import SPEAKERS_FILE, add_voices, choose_clips
 from .xtts_model import export_model, save_adapter
 
 log = logging.getLogger(__name__)
@@ -461,8 +462,16 @@ class Trainer:
         own_export = export_dir is None  # a re-export elsewhere leaves the run's adapter and summary alone
         if self.peft is not None and own_export:
             save_adapter(self.peft, self.run_dir / paths.LORA)
+        voices = choose_clips(self.dataset_dir, self.model.xtts.config.gpt_cond_len)  # the named voice per speaker
+
+        def with_voices(folder: Path, info: dict) -> dict:  # computed with the merged weights, inside the export
+            if not voices:
+                return info
+            found = add_voices(self.model.xtts, self.base_dir / SPEAKERS_FILE, folder / SPEAKERS_FILE, voices)
+            return {**info, "voices": found}
+
         export_model(self.model, self.peft, self.base_dir, export_dir or self.run_dir / paths.EXPORT,
-                     {k: v for k, v in summary.items() if k != "history"})
+                     {k: v for k, v in summary.items() if k != "history"}, finish=with_voices)
         if own_export:
             write_json(self.run_dir / paths.SUMMARY, summary)
         return summary

@@ -308,11 +308,12 @@ def xtts_state(model) -> dict:
     }
 
 
-def export_model(model, peft_model, base_dir: Path, out_dir: Path, info: dict) -> Path:
+def export_model(model, peft_model, base_dir: Path, out_dir: Path, info: dict, finish=None) -> Path:
     """Merge the adapters (when there are any) and write a complete XTTS folder at `out_dir`, atomically.
 
     The folder holds model.pth with the adapters merged into the GPT weights, the base model's other
     files (CARRIED) and xttsflow.json (`info`), so coqui-tts and the XTTS tools load it like the original.
+    `finish(folder, info) -> info` adds to the folder before it is moved into place (the named voices).
     """
     if peft_model is not None:
         peft_model.merge_and_unload()  # folds B @ A * alpha / r into each Conv1D weight, removes the adapters
@@ -321,6 +322,8 @@ def export_model(model, peft_model, base_dir: Path, out_dir: Path, info: dict) -
         save_state(tmp / "model.pth", {"model": xtts_state(model), "config": base_config})
         for name in CARRIED:
             link_or_copy(Path(base_dir) / name, tmp / name)
+        if finish is not None:
+            info = finish(tmp, info)
         write_json(tmp / "xttsflow.json", info)
     log.info("exported the fine-tuned model to %s", out_dir)
     return out_dir
