@@ -69,11 +69,13 @@ def voiced_workdir(eval_workdir, tmp_path_factory) -> Path:
     """eval_workdir (hard-linked: nothing is written through the links) with evaluation references and the
     dataset's speaker `demo` added to the run's export as a named voice, as the train stage's export does."""
     from xttsflow.evaluate import choose_references
+    from xttsflow.options import EvaluateConfig
     from xttsflow.voices import add_dataset_voices
 
     root = tmp_path_factory.mktemp("voiced") / "work"
     shutil.copytree(eval_workdir, root, copy_function=os.link)
-    choose_references(root / "dataset", [root / "transcripts" / "demo-0a1b2c3d.json"], {"num_references": 1},
+    choose_references(root / "dataset", [root / "transcripts" / "demo-0a1b2c3d.json"],
+                      EvaluateConfig(num_references=1),
                       root / "samples" / "main" / "references.json")
     add_dataset_voices(root / "checkpoints" / "main" / "export", root / "dataset", device="cpu")
     return root

@@ -151,8 +151,12 @@ def report_run(tmp_path_factory, voices):  # noqa: F811
                                      {**good_clips(voices, 1, 1)[0], "avg_logprob": -1.4},
                                      {**good_clips(voices, 1, 2)[0], "avg_logprob": -1.2}]
     write_source(root, sid, clips)
+    for stage in ("ingest", "segment", "transcribe", "speaker_embed"):  # each job's status (xttsflow/status.py)
+        (root / "status" / stage).mkdir(parents=True, exist_ok=True)
+        (root / "status" / stage / f"{sid}.json").write_text(json.dumps({"ok": True, "source": sid, "stage": stage}))
     stamp = 1_700_000_000
-    for order, pattern in enumerate(["raw/*", "segments/*/*.wav", "segments/*", "transcripts/*", "embeddings/*"]):
+    for order, pattern in enumerate(["raw/*", "status/ingest/*", "segments/*/*.wav", "segments/*", "status/segment/*",
+                                     "transcripts/*", "embeddings/*", "status/transcribe/*", "status/speaker_embed/*"]):
         for path in root.glob(pattern):
             os.utime(path, (stamp + order * 10, stamp + order * 10))
     # Hand-made upstream files have no Snakemake records: judge by mtime, so only dataset and review run.
