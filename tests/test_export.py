@@ -131,9 +131,9 @@ def test_training_export_stores_the_dataset_speaker_as_a_named_voice(tmp_path):
 
     dataset = write_dataset(tmp_path / "work")
     write_stats(dataset)  # + the coqui dataset entries the trainer loads
-    s = settings(tmp_path, dataset=dataset, max_steps=2, learning_rate=1e-2, lora_rank=4)
-    summary = Trainer(s, tiny_base()).run(progress=False)
-    export = s.run_dir / "export"
+    where = folders(tmp_path, dataset=dataset)
+    summary = Trainer(settings(max_steps=2, learning_rate=1e-2, lora_rank=4), tiny_base(), **where).run(progress=False)
+    export = where["run_dir"] / "export"
     speakers = SpeakerManager(export / "speakers_xtts.pth")
     assert speakers.speaker_names == ["tiny", "demo"]  # the base's voice kept, the dataset's speaker added
     assert (tiny_base() / "speakers_xtts.pth").stat().st_ino != (export / "speakers_xtts.pth").stat().st_ino

@@ -52,18 +52,19 @@ def test_too_short_speech_says_what_was_found(tmp_path, caplog):
     import numpy as np
 
     from xttsflow.demo import espeak
-    from xttsflow.segment import segment_file
+    from xttsflow.segment import SegmentConfig, segment_file
 
     speech = espeak("Hello there.", speed=200)
     audio = tmp_path / "short.wav"
     write_wav(audio, np.concatenate([np.zeros(11025, np.float32), speech[:22050], np.zeros(11025, np.float32)]), 22050)
     caplog.set_level("WARNING", logger="xttsflow.segment")
-    assert segment_file(audio, tmp_path / "segs", tmp_path / "segs.json", {"min_duration": 3.0})["segments"] == []
+    result = segment_file(audio, tmp_path / "segs", tmp_path / "segs.json", SegmentConfig(min_duration=3.0))
+    assert result["segments"] == []
     assert "is shorter than segment.min_duration (3.0 s)" in caplog.text and "silence-only" not in caplog.text
     record("no usable speech", "1 s of speech", survived=True)
     caplog.clear()
     write_wav(tmp_path / "silent.wav", np.zeros(44100, np.float32), 22050)
-    segment_file(tmp_path / "silent.wav", tmp_path / "segs2", tmp_path / "segs2.json")
+    segment_file(tmp_path / "silent.wav", tmp_path / "segs2", tmp_path / "segs2.json", SegmentConfig())
     assert "no speech found: the recording stays below -40.0 dBFS" in caplog.text
     record("no usable speech", "silence only", survived=True)
 

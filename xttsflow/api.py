@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from . import __version__, cli, openai_api, page, paths, streaming, voices
+from .api_ids import ID_PATTERN, LANGUAGE_PATTERN, NotFound
 from .atomic import read_json
 from .audio import AUDIO_EXTENSIONS, probe
 from .devices import resolve_device
@@ -47,8 +48,6 @@ from .inference import LOADS, Settings, get_synthesizer, loaded_models
 
 log = logging.getLogger(__name__)
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[a-z]{2,4})?$"
 _ID = re.compile(ID_PATTERN)
 UPLOAD_TYPES = ("audio/", "application/octet-stream")
 TOKEN_ENV = "XTTSFLOW_API_TOKEN"
@@ -117,10 +116,6 @@ class ModelVoices(BaseModel):
 class VoiceList(BaseModel):
     models: list[ModelVoices]
     clips: list[str] = Field(description="reference clip ids, usable as a voice too")
-
-
-class NotFound(XttsflowError):
-    """A model or clip id the server does not have (answered 404)."""
 
 
 # ---------- what the server can serve: found under the workdir, looked up by id only ----------

@@ -89,7 +89,7 @@ def _read_source(files: SourceFiles, config: DatasetConfig) -> tuple[list[Clip],
     """The clips of one source (every manifest and transcript segment), or none and the error that stopped it."""
     try:
         manifest, transcript = read_json(files.manifest), read_json(files.transcript)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, XttsflowError) as err:
         return [], (f"{files.source}: cannot read its manifest or transcript ({err}) — "
                     "re-run its segment and transcribe jobs")
     speaker = transcript.get("speaker") or manifest.get("speaker") or files.source
@@ -428,7 +428,7 @@ def account(manifest: Path, clips: list[Clip]) -> dict:
     """
     try:
         record = read_json(manifest)
-    except (OSError, ValueError):
+    except (OSError, ValueError, XttsflowError):
         record = {}
     in_segments = float(record.get("segments_duration") or sum(c.duration for c in clips))
     dropped: Counter = Counter()

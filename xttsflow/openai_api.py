@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from . import audio_formats
+from .api_ids import ID_PATTERN, LANGUAGE_PATTERN, NotFound
 from .inference import Settings
 
 #: OpenAI's model names; they select the server's default model.
@@ -118,8 +119,6 @@ class OpenAIProblem(BaseModel):
 
 def install(app: FastAPI, service, errors: dict) -> None:
     """Add the /v1/ endpoints to the server's app (api.create_app), sharing its catalog, gate and token."""
-    from .api import ID_PATTERN, LANGUAGE_PATTERN, NotFound
-
     config, catalog = service.config, service.catalog
     voice_id = re.compile(ID_PATTERN)
     problems = {code: {"model": OpenAIProblem} for code in errors}

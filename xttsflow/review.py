@@ -14,16 +14,17 @@ it at ~3 kB per second of audio (a 1000-clip, 2-hour dataset: ~25 MB).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import concurrent.futures
 import html
 import io
 import logging
 import os
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from . import cli
 from .atomic import read_json, write_text
 from .audio_formats import encode_file
 from .errors import XttsflowError
@@ -283,7 +284,7 @@ def _page(clips: list[dict], filters: list[str], stats: dict, audio: dict[str, s
 def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
 
-    parser = argparse.ArgumentParser(prog="python -m xttsflow.review", description=__doc__.splitlines()[0])
+    parser = cli.parser("review", __doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, default=Path("dataset"), help="a dataset folder (clips.json)")
     parser.add_argument("--out", type=Path, default=Path("reports/dataset.html"))
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -296,4 +297,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("review", main))

@@ -20,13 +20,13 @@ export made before this existed.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 import threading
 from pathlib import Path
 
+from . import cli
 from .atomic import read_json, write_json
 from .errors import XttsflowError
 
@@ -163,19 +163,16 @@ def recorded_voices(folder: str | os.PathLike) -> dict[str, dict]:
 def main(argv: list[str] | None = None) -> None:
     from .logs import setup_console
 
-    parser = argparse.ArgumentParser(prog="python -m xttsflow.voices", description=__doc__.splitlines()[0])
+    parser = cli.parser("voices", __doc__.splitlines()[0])
     parser.add_argument("--export", required=True, type=Path, help="an export folder (checkpoints/<run>/export)")
     parser.add_argument("--dataset", default=Path("dataset"), type=Path, help="the dataset it was trained on")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     setup_console()
-    try:
-        records = add_dataset_voices(args.export, args.dataset, args.device)
-    except XttsflowError as err:
-        sys.exit(f"error: {err}")
+    records = add_dataset_voices(args.export, args.dataset, args.device)
     for name, record in records.items():
         print(f"{name}: {len(record['clips'])} clips, {record['seconds']} s")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run("voices", main))
