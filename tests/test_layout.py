@@ -73,7 +73,7 @@ def test_report_categories_are_the_numbered_stages():
     categories = {re.sub(r"\{(\w+),[^}]*\}", r"{\1}", f["output"]): f["category"] for f in found}  # no constraints
     assert categories == {
         "dataset/durations.png": "4. Dataset",
-        "reports/{run}/dataset.html": "4. Dataset",
+        "reports/dataset.html": "4. Dataset",
         "reports/{run}/loss_curves.png": "5. Train",
         "reports/{run}/metrics.csv": "6. Evaluate",
         "reports/{run}/samples.html": "6. Evaluate",
