@@ -71,8 +71,6 @@ def read_split(dataset_dir: str | Path, split: str, language: str | None = None)
         if not meta.is_file():
             raise XttsflowError(f"train: {meta} is missing — rebuild the dataset (dataset stage)")
         if not meta.read_text(encoding="utf-8", errors="replace").strip():
-            if split == "train":  # the dataset stage never writes an empty training split
-                raise XttsflowError(f"train: {paths.damaged(meta, 'empty')}")
             continue
         entry = {**entry, "meta_file_train": entry[f"meta_file_{split}"], "meta_file_val": ""}
         config = coqui_gpt_trainer().GPTTrainerConfig(datasets=[BaseDatasetConfig(**entry)])
@@ -128,7 +126,7 @@ def require_clips(clips: Clips, meta: Path, split: str) -> None:
     if clips.samples:
         return
     if not clips.rejected:
-        raise XttsflowError(f"train: {meta} lists no clips — the {split} split is empty; rebuild the dataset")
+        raise XttsflowError(f"train: {meta} lists no clips — the {split} split is empty; {paths.remake(meta)}")
     reasons = ", ".join(f"{n} {why}" for why, n in clips.rejected.most_common())
     raise XttsflowError(
         f"train: none of the {sum(clips.rejected.values())} clips in {meta} can be trained on ({reasons}) — "
