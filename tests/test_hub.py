@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import REPO, snakemake, write_config
+from faultlog import record
 from hubserver import StandInServer
 from train_fixtures import tiny_base
 
@@ -95,6 +96,7 @@ def test_dropped_connection_resumes_in_the_same_run(hub_env, tmp_path):
     start = int(resumed.removeprefix("bytes=").rstrip("-"))
     assert first is None and size // 2 - 2**20 <= start <= size // 2, resumed
     assert hub_env.sent["model.pth"] - size == size // 2 - start  # only the bytes in flight are sent twice
+    record("dropped download", "model.pth, same run", survived=True)
 
 
 def test_interrupted_download_resumes_on_the_next_run(hub_env, tmp_path, monkeypatch):
@@ -114,6 +116,7 @@ def test_interrupted_download_resumes_on_the_next_run(hub_env, tmp_path, monkeyp
     assert hub_env.gets("model.pth")[-1] == f"bytes={kept}-"  # the next run starts where the part ends
     assert hub_env.sent["model.pth"] <= 2 * (size // 3) + size - kept  # (2 dropped tries + the rest)
     assert not list((tmp_path / "hf").rglob("*.part"))
+    record("interrupted download", "model.pth, next run", survived=True)
 
 
 def test_damaged_download_is_refused_and_removed(hub_env, tmp_path):
@@ -123,6 +126,7 @@ def test_damaged_download_is_refused_and_removed(hub_env, tmp_path):
     with pytest.raises(XttsflowError, match=r"config\.json arrived damaged \(git-sha1 .* removed"):
         prepare_base_model(XTTS_V2, tmp_path / "base", accept_cpml=True)
     assert not list((tmp_path / "hf").rglob("*.part")) and not (tmp_path / "base").exists()
+    record("damaged download", "config.json", survived=True)
 
 
 def test_a_missing_file_is_named_with_its_repository(hub_env, tmp_path):
@@ -133,6 +137,8 @@ def test_a_missing_file_is_named_with_its_repository(hub_env, tmp_path):
     with pytest.raises(XttsflowError, match=r"repository tts-hub/XTTS-v2 .* has no dvae\.pth"):
         prepare_base_model(XTTS_V2, tmp_path / "base", accept_cpml=True)
     assert not (tmp_path / "base").exists()
+    record("missing model file", "dvae.pth (HTTP 404)", survived=True)
+    record("missing model file", "dvae.pth (not listed)", survived=True)
 
 
 def closed_port_url() -> str:
@@ -156,6 +162,7 @@ def test_no_network_says_what_to_do_and_a_cached_copy_still_works(hub_env, tmp_p
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     with pytest.raises(XttsflowError, match="HF_HUB_OFFLINE is set and .* holds no complete tts-hub/XTTS-v2"):
         prepare_base_model(XTTS_V2, tmp_path / "base4", accept_cpml=True)
+    record("no network", "hub unreachable", survived=True)
 
 
 @pytest.fixture
@@ -176,6 +183,7 @@ def test_a_disk_too_small_is_said_before_anything_is_written(hub_env, small_disk
         prepare_base_model(XTTS_V2, tmp_path / "base", accept_cpml=True)
     assert not [p for p in (small_disk / "hf").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
     assert hub_env.gets("model.pth") == []
+    record("disk too small for a download", "64 MB tmpfs", survived=True)
 
 
 def test_faster_whisper_by_name(hub_env, tmp_path):
