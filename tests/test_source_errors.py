@@ -117,7 +117,7 @@ def test_two_broken_sources_of_five_do_not_block_the_dataset(tmp_path, make_spee
 
     # The site is back: only the URL's jobs and the aggregate ones run; the unchanged broken file is not retried.
     server.add("/deleted.mp3", _mp3(_speech_wav(tmp_path / "served.wav", "fixed", make_speech), tmp_path / "s.mp3"))
-    assert planned_jobs(work, "--cores", "2") == {"resolve_url": 1, "dataset": 1, "all": 1}
+    assert planned_jobs(work, "--cores", "2") == {"resolve_url": 1, "dataset": 1, "review": 1, "all": 1}
     snakemake(work, "--cores", "2")
     stats = json.loads((work / "dataset" / "stats.json").read_text())
     assert sorted(stats["failed_sources"]) == [broken_id] and len(stats["sources"]) == 4
@@ -126,7 +126,7 @@ def test_two_broken_sources_of_five_do_not_block_the_dataset(tmp_path, make_spee
     # The file is replaced by a real recording: its own four jobs and the aggregate ones, nothing else.
     _mp3(_speech_wav(tmp_path / "fixed.wav", "fixed", make_speech), work / "recordings" / "broken.mp3")
     assert planned_jobs(work, "--cores", "2") == {
-        "ingest_local": 1, "segment": 1, "transcribe": 1, "speaker_embed": 1, "dataset": 1, "all": 1}
+        "ingest_local": 1, "segment": 1, "transcribe": 1, "speaker_embed": 1, "dataset": 1, "review": 1, "all": 1}
     snakemake(work, "--cores", "2")
     stats = json.loads((work / "dataset" / "stats.json").read_text())
     assert stats["failed_sources"] == {} and len(stats["sources"]) == 5
