@@ -51,6 +51,26 @@ def make_speech():
     return make
 
 
+@pytest.fixture
+def tmpfs(tmp_path):
+    """tmpfs(size) -> a freshly mounted tmpfs of that size (e.g. "64m") under tmp_path, unmounted afterwards;
+    skips with the reason where mounting is not allowed (it needs root)."""
+    mounts = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"tmpfs-{len(mounts)}"
+        where.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a {size} tmpfs here (needs root): {proc.stderr.decode().strip()}")
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in mounts:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
 def write_config(workdir: Path, config: dict) -> Path:
     path = workdir / "config" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -155,17 +155,9 @@ def fill(folder, ballast) -> None:
 
 
 @pytest.fixture
-def data_volume(tmp_path):
+def data_volume(tmpfs):
     """A 600 MB tmpfs to hold a working folder. Root only: mount needs it."""
-    import subprocess
-
-    mount = tmp_path / "volume"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600m", "tmpfs", str(mount)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {proc.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    return tmpfs("600m")
 
 
 def test_a_full_disk_is_said_in_one_sentence_in_every_stage(tmp_path, data_volume, make_speech):

@@ -166,15 +166,9 @@ def test_no_network_says_what_to_do_and_a_cached_copy_still_works(hub_env, tmp_p
 
 
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(tmpfs):
     """A 64 MB tmpfs (root only): smaller than the tiny model's 300 MB."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {proc.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    return tmpfs("64m")
 
 
 def test_a_disk_too_small_is_said_before_anything_is_written(hub_env, small_disk, monkeypatch, tmp_path):
