@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,18 @@ from xttsflow.demo import Speech, speech_with_pauses
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 FIXTURES = Path(os.environ.get("XTTSFLOW_FIXTURES", REPO.parent / "shared" / "fixtures"))
+# The suite's peak use of its temporary folder (measured: see docs/testing in the README); below this free
+# space its workflow runs would fail with misleading errors one after another, so it stops at once instead.
+NEEDED_FREE_GB = 4
 
+
+def pytest_sessionstart(session):
+    where = Path(session.config.option.basetemp or tempfile.gettempdir())
+    where = next(p for p in (where, *where.parents) if p.exists())
+    free_gb = shutil.disk_usage(where).free / 1e9
+    if free_gb < NEEDED_FREE_GB:
+        pytest.exit(f"only {free_gb:.1f} GB free at {where}; the tests need {NEEDED_FREE_GB} GB "
+                    "(free some space, or point --basetemp at a larger disk)", returncode=3)
 
 
 def pytest_collection_modifyitems(config, items):
