@@ -27,15 +27,17 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from . import __version__, cli, openai_api, page, paths, streaming, voices
@@ -52,6 +54,10 @@ _ID = re.compile(ID_PATTERN)
 UPLOAD_TYPES = ("audio/", "application/octet-stream")
 TOKEN_ENV = "XTTSFLOW_API_TOKEN"
 BASIC_CHALLENGE = 'Basic realm="xttsflow", charset="UTF-8"'
+#: What a request body may hold beyond the reference upload itself (the form's other fields).
+BODY_SLACK = 64 * 1024
+#: The endpoints that generate audio: their requests queue for the generation slots.
+GENERATING = ("/synthesize", "/v1/audio/speech")
 
 
 class ApiConfig(BaseModel):
@@ -209,22 +215,31 @@ class Catalog:
 
 
 class Gate:
-    """A bounded queue in front of the generation slots: beyond max_queue waiting requests, answer 429."""
+    """A bounded queue in front of the generation slots: beyond max_queue waiting requests, answer 429.
+
+    Requests are admitted (`admit`, by create_app's middleware) before their body is read, so a refused one
+    costs no upload stored, spooled or probed; an admitted one keeps its place until its response is sent."""
 
     def __init__(self, slots: int, max_queue: int):
         self.slots, self.max_queue = slots, max_queue
-        self.waiting = self.active = 0
+        self.admitted = self.active = 0
         self._sem = asyncio.Semaphore(slots)
 
+    @property
+    def waiting(self) -> int:
+        return self.admitted - self.active
+
+    def admit(self) -> bool:
+        if self.admitted >= self.slots + self.max_queue:
+            return False
+        self.admitted += 1
+        return True
+
+    def leave(self) -> None:
+        self.admitted -= 1
+
     async def acquire(self) -> None:
-        if self.waiting >= self.max_queue and self._sem.locked():
-            raise HTTPException(429, f"server busy: {self.waiting} requests queued — retry later",
-                                headers={"Retry-After": "2"})
-        self.waiting += 1
-        try:
-            await self._sem.acquire()
-        finally:
-            self.waiting -= 1
+        await self._sem.acquire()
         self.active += 1
 
     def release(self) -> None:
@@ -270,6 +285,8 @@ def create_app(config: ApiConfig):
     catalog = Catalog(config.workdir, config.extra_models)
     gate = Gate(config.slots, config.max_queue)
     uploads = Path(tempfile.mkdtemp(prefix="xttsflow-api-"))
+    upload_names: dict[str, str] = {}  # stored upload path -> the client's file name, for messages
+    workdir = config.workdir.resolve()
     bearer = HTTPBearer(auto_error=False, description=f"required when the server has a token ({TOKEN_ENV})")
 
     @contextlib.asynccontextmanager
@@ -279,8 +296,12 @@ def create_app(config: ApiConfig):
         yield
         shutil.rmtree(uploads, ignore_errors=True)
 
+    # The docs and the schema are served below, behind the token like every endpoint but /health. Form
+    # fields may be as large as the body limit, so an over-long text meets its own 422, not the parser's 400.
     app = FastAPI(title="xttsflow inference API", version=__version__, lifespan=lifespan,
-                  description=__doc__.split("\n\n")[1].replace("\n", " "))
+                  description=__doc__.split("\n\n")[1].replace("\n", " "),
+                  openapi_url=None, docs_url=None, redoc_url=None,
+                  form_limits={"max_part_size": config.max_upload_bytes + BODY_SLACK})
     errors = {code: {"model": Problem} for code in (400, 401, 404, 411, 413, 415, 429)}
 
     def _token_ok(request: Request, credentials: HTTPAuthorizationCredentials | None) -> bool:
@@ -314,18 +335,48 @@ def create_app(config: ApiConfig):
             length = request.headers.get("content-length")
             if length is None or not length.isdigit():
                 return openai_api.problem(request, 411, "send a Content-Length header (chunked uploads are refused)")
-            if int(length) > config.max_upload_bytes + 64 * 1024:
+            if int(length) > config.max_upload_bytes + BODY_SLACK:
                 return openai_api.problem(request, 413, f"request body of {int(length)} bytes is over the limit of "
                                           f"{config.max_upload_bytes} bytes for the reference upload")
+            if request.url.path in GENERATING:
+                return await _admitted(request, call_next)
         return await call_next(request)
+
+    async def _admitted(request: Request, call_next):
+        """The queue's 429 before the body is read; the place is held until the last byte is sent."""
+        if not gate.admit():
+            return openai_api.problem(request, 429, f"server busy: {gate.waiting} requests queued — retry later",
+                                      headers={"Retry-After": "2"})
+        try:
+            response = await call_next(request)
+        except BaseException:
+            gate.leave()
+            raise
+        response.body_iterator = _then(response.body_iterator, gate.leave)
+        return response
+
+    def public(message: str) -> str:
+        """A message without the server's own paths: an upload by the client's file name, a clip by its path
+        in the workflow folder."""
+        for path, name in upload_names.items():
+            message = message.replace(path, f"{name!r} (the uploaded reference)")
+        return message.replace(f"{workdir}{os.sep}", "")
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(page_authorized)])
+    def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(page_authorized)])
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} — docs")
 
     @app.exception_handler(XttsflowError)
     async def bad_input(request: Request, err: XttsflowError):
-        return openai_api.problem(request, 400, str(err))
+        return openai_api.problem(request, 400, public(str(err)))
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, err: NotFound):
-        return openai_api.problem(request, 404, str(err))
+        return openai_api.problem(request, 404, public(str(err)))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException):
@@ -417,6 +468,7 @@ def create_app(config: ApiConfig):
         finally:
             if upload:
                 upload.unlink(missing_ok=True)
+                upload_names.pop(str(upload), None)
         log.info("synthesize %s/%s: %d chars -> %s", model, language, len(text), "streamed" if stream else
                  f"{response.headers['x-audio-seconds']} s in {response.headers['x-synthesis-seconds']} s")
         return response
@@ -452,7 +504,7 @@ def create_app(config: ApiConfig):
             seconds = len(samples) / rate
             return Response(body, media_type=openai_api.media_type(fmt), headers={
                 **headers, "X-Audio-Seconds": f"{seconds:.3f}", "X-Synthesis-Seconds": f"{took:.3f}"})
-        await gate.acquire()  # 429 here, before any work
+        await gate.acquire()  # the middleware admitted it: here it waits for a slot
         try:
             prepared = await run_in_threadpool(make)  # every 4xx (voice, language, text) before the first byte
         except BaseException:
@@ -502,12 +554,22 @@ def create_app(config: ApiConfig):
             path.unlink(missing_ok=True)
             raise HTTPException(413, f"reference upload is {info['duration']:.0f} s long — send at most "
                                      f"{config.max_reference_seconds:.0f} s (6-10 s of clean speech is best)")
+        upload_names[str(path)] = Path(upload.filename).name[:80]
         return path
 
     service = Service(config, catalog, gate, authorized, prepare, respond)
     openai_api.install(app, service, errors)
     page.install(app, page_authorized)
     return app
+
+
+async def _then(body, done) -> AsyncIterator[bytes]:
+    """`body`'s chunks, then `done()` — also when the client goes away mid-stream."""
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        done()
 
 
 def _basic_password(header: str | None) -> str:
@@ -580,8 +642,13 @@ def main(argv: list[str] | None = None) -> None:
                            max_queue=args.max_queue, max_loaded_models=args.max_loaded_models,
                            max_new_tokens=args.max_new_tokens, extra_models=extra, preload=args.preload,
                            default_model=args.default_model, stream_chunk_codes=args.stream_chunk_codes)
-    except ValueError as err:
-        raise XttsflowError(f"api: bad option: {err}") from err
+    except ValidationError as err:
+        named = {"token": TOKEN_ENV}
+        wrong = "; ".join(f"{named.get(e['loc'][0], '--' + str(e['loc'][0]).replace('_', '-'))}: {e['msg']}"
+                          for e in err.errors())
+        raise XttsflowError(f"bad option: {wrong}") from None
+    if not config.workdir.is_dir():
+        raise XttsflowError(f"--workdir {str(config.workdir)!r} is not a folder — give the workflow's folder")
     catalog = Catalog(config.workdir, config.extra_models)
     for model_id in [*config.preload, *([config.default_model] if config.default_model else [])]:
         catalog.model(model_id)  # an unknown --preload or --default-model id stops here, with the ids there are
