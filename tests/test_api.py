@@ -6,8 +6,10 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -123,6 +125,49 @@ def test_bad_input_gets_a_clear_4xx(server, tmp_path, data, upload, status, mess
     assert message in response.text, response.text
 
 
+def test_a_silent_upload_is_named_by_its_file_name_not_a_server_path(server, tmp_path):
+    silent = tmp_path / "quiet take.wav"
+    write_wav(silent, np.zeros(3 * 16000, np.float32), 16000)
+    response = post(server, {"text": "hi"}, files={"reference": ("quiet take.wav", silent.read_bytes(), "audio/wav")})
+    assert response.status_code == 400, response.text
+    message = response.json()["detail"]
+    assert message.startswith("reference clip 'quiet take.wav' (the uploaded reference) is 3.00 s long and silent")
+    assert "/tmp" not in message and "xttsflow-api-" not in message
+
+
+@pytest.mark.parametrize("multipart", [True, False], ids=["multipart", "urlencoded"])
+def test_a_megabyte_of_text_gets_the_documented_422(server, multipart):
+    # over the form parser's own 1 MiB part limit, under the body limit (1 MiB upload + 64 KiB)
+    text = "x" * 1_100_000
+    response = httpx.post(f"{server.url}/synthesize", timeout=120,
+                          **({"files": {"text": (None, text)}} if multipart else {"data": {"text": text}}))
+    assert response.status_code == 422 and "at most 400 characters" in response.text, response.text[:500]
+
+
+def test_a_full_queue_answers_429_before_reading_the_body(server):
+    """A refused upload costs the server nothing: the 429 comes while the client has sent only headers."""
+    long_text = {"text": " ".join(["A short sentence to keep the one slot busy."] * 9)}
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        busy = [pool.submit(post, server, long_text) for _ in range(3)]  # 1 generating + 2 queued: full
+        for _ in range(400):
+            if httpx.get(f"{server.url}/health").json()["queue"] == {"active": 1, "waiting": 2, "slots": 1,
+                                                                     "max_queue": 2}:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the three requests never filled the queue")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            sock.sendall(b"POST /synthesize HTTP/1.1\r\nHost: test\r\nContent-Length: 900000\r\n"
+                         b"Content-Type: multipart/form-data; boundary=xx\r\n\r\n")  # and no body at all
+            answer = ""
+            while not answer.endswith("}") and (chunk := sock.recv(4096)):  # the headers, then the JSON
+                answer += chunk.decode()
+        assert all(f.result().status_code == 200 for f in busy)
+    assert answer.startswith("HTTP/1.1 429"), answer
+    assert "server busy: 2 requests queued" in answer and "retry-after: 2" in answer.lower()
+    assert httpx.get(f"{server.url}/health").json()["queue"]["waiting"] == 0
+
+
 def test_concurrent_requests_queue_and_overflow_gets_429(server):
     text = {"text": "One sentence. Another sentence. A third one. And a fourth to keep the slot busy."}
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -166,6 +211,15 @@ def test_token_is_required_when_set_and_off_loopback(eval_workdir, tmp_path):  #
         assert post(srv, {"text": "hi"}).status_code == 401
         ok = httpx.get(f"{srv.url}/models", headers={"Authorization": f"Bearer {TOKEN}"})
         assert ok.status_code == 200 and {m["id"] for m in ok.json()} == {"base", "main"}
+        # the schema and its docs page are behind the token too (issue 13): the page asks a browser for Basic
+        for path in ("/openapi.json", "/docs"):
+            refused = httpx.get(f"{srv.url}{path}")
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic"), path
+            assert httpx.get(f"{srv.url}{path}", auth=("anyone", TOKEN)).status_code == 200, path
+        spec = httpx.get(f"{srv.url}/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert "/synthesize" in spec.json()["paths"]
+        # auth schemes are case-insensitive (RFC 9110 11.1): a lowercase `bearer` is the same scheme
+        assert httpx.get(f"{srv.url}/models", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
         assert httpx.get(f"{srv.url}/health").json()["loads"] == {}  # nothing was synthesised without the token
     finally:
         srv.stop()

@@ -285,7 +285,6 @@ def create_app(config: ApiConfig):
     catalog = Catalog(config.workdir, config.extra_models)
     gate = Gate(config.slots, config.max_queue)
     uploads = Path(tempfile.mkdtemp(prefix="xttsflow-api-"))
-    upload_names: dict[str, str] = {}  # stored upload path -> the client's file name, for messages
     workdir = config.workdir.resolve()
     bearer = HTTPBearer(auto_error=False, description=f"required when the server has a token ({TOKEN_ENV})")
 
@@ -356,10 +355,7 @@ def create_app(config: ApiConfig):
         return response
 
     def public(message: str) -> str:
-        """A message without the server's own paths: an upload by the client's file name, a clip by its path
-        in the workflow folder."""
-        for path, name in upload_names.items():
-            message = message.replace(path, f"{name!r} (the uploaded reference)")
+        """A message without the server's own folders: a clip by its path in the workflow folder."""
         return message.replace(f"{workdir}{os.sep}", "")
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(page_authorized)])
@@ -465,10 +461,15 @@ def create_app(config: ApiConfig):
             # Streamed or not, the voice is computed before respond returns: the upload can go then.
             response = await respond(lambda: prepare(model, text, language, voice, paths), settings, "wav",
                                      stream=stream)
+        except XttsflowError as err:
+            if not upload:
+                raise
+            # the upload by the client's file name: the server's temporary folder is none of its business
+            name = Path(reference.filename).name[:80]
+            raise XttsflowError(str(err).replace(str(upload), f"{name!r} (the uploaded reference)")) from None
         finally:
             if upload:
                 upload.unlink(missing_ok=True)
-                upload_names.pop(str(upload), None)
         log.info("synthesize %s/%s: %d chars -> %s", model, language, len(text), "streamed" if stream else
                  f"{response.headers['x-audio-seconds']} s in {response.headers['x-synthesis-seconds']} s")
         return response
@@ -554,7 +555,6 @@ def create_app(config: ApiConfig):
             path.unlink(missing_ok=True)
             raise HTTPException(413, f"reference upload is {info['duration']:.0f} s long — send at most "
                                      f"{config.max_reference_seconds:.0f} s (6-10 s of clean speech is best)")
-        upload_names[str(path)] = Path(upload.filename).name[:80]
         return path
 
     service = Service(config, catalog, gate, authorized, prepare, respond)
