@@ -74,7 +74,7 @@ def test_every_clip_is_on_the_page_and_playable(reviewed, tmp_path):
     assert html.escape(clip["text"]) in by_id["talk-00000001_0006"][4]
     for name, count in stats["rejected_by_filter"].items():
         assert f"<option value='reason:{name}'>rejected for {name} ({count})</option>" in page
-    assert page.count("data:image/png;base64,") == 3 and "<script>" in page and "http" not in page.split(
+    assert page.count("data:image/png;base64,") == 4 and "<script>" in page and "http" not in page.split(
         "<script>")[1]  # plots embedded, the script inline and offline
 
 
@@ -103,3 +103,22 @@ def test_cli_writes_the_page_and_names_a_missing_dataset(reviewed, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "xttsflow.cli", "review", "--dataset", str(tmp_path / "nowhere")],
                          capture_output=True, text=True, cwd=root)
     assert bad.returncode == 1 and "clips.json does not exist — re-run the dataset stage" in bad.stderr
+
+
+def test_every_second_of_each_source_is_on_the_page_with_a_plot(reviewed):
+    root, stats, _, page = reviewed
+    section = page.split("<h2>Every second accounted for</h2>")[1].split("<h2>")[0]
+    rows = re.findall(r"<tr><td>([^<]+)</td>((?:<td class=num>[^<]*</td>){4})<td>([^<]*)</td></tr>", section)
+    shown = {name: [float(v) for v in re.findall(r">([^<]*)</td>", cells)] for name, cells, _ in rows}
+    accounting = stats["accounting"]
+    assert set(shown) == {"all sources", *accounting["sources"]}
+    for name, account in [("all sources", accounting["total"]), *accounting["sources"].items()]:
+        expected = [round(account[k] / 60, 2) for k in ("decoded", "in_segments", "transcribed", "kept")]
+        assert shown[name] == pytest.approx(expected, abs=0.006), name
+        # the drops listed add up, with what was kept, to what was decoded
+        dropped = sum(account["dropped"].values())
+        assert account["kept"] + dropped == pytest.approx(account["decoded"], abs=0.01), name
+    assert "dataset: confidence" in html.unescape(section)  # a drop named by its stage and reason
+    plot = re.search(r"<img alt='seconds decoded per source: kept and each drop' src='data:image/png;base64,"
+                     r"([A-Za-z0-9+/=]+)'>", page)
+    assert plot and base64.b64decode(plot.group(1))[:8] == b"\x89PNG\r\n\x1a\n"

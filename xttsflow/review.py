@@ -176,6 +176,52 @@ def plots(clips: list[dict], filters: list[str], config: dict) -> list[tuple[str
     return out
 
 
+def accounting_rows(accounting: dict) -> list[tuple[str, dict]]:
+    """(name, account) for the total and each source of stats.json's `accounting`, the total first."""
+    rows = [("all sources", accounting["total"])] if accounting.get("total") else []
+    return rows + sorted((accounting.get("sources") or {}).items())
+
+
+def accounting_plot(accounting: dict) -> tuple[str, str] | None:
+    """Each source's decoded seconds as one bar: kept, then each drop (stage: reason), adding up to the whole."""
+    rows = accounting_rows(accounting)
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reasons = sorted({r for _, acc in rows for r in acc["dropped"]})
+    fig, ax = plt.subplots(figsize=(8.4, 1.6 + 0.34 * len(rows) + 0.22 * len(reasons)), constrained_layout=True)
+    names = [name for name, _ in rows]
+    left = [acc["kept"] / 60 for _, acc in rows]
+    ax.barh(names, left, color="tab:blue", label="kept")
+    colours = plt.get_cmap("tab20")
+    for i, reason in enumerate(reasons):
+        width = [acc["dropped"].get(reason, 0.0) / 60 for _, acc in rows]
+        ax.barh(names, width, left=left, color=colours((i + 2) % 20), label=reason)  # 0, 1: kept's blues
+        left = [a + b for a, b in zip(left, width, strict=True)]
+    ax.invert_yaxis()
+    ax.set(xlabel="minutes decoded", title="Where every second went: kept, or dropped at which stage and why")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, fontsize="small", frameon=False)
+    return "seconds decoded per source: kept and each drop", _png(fig)
+
+
+def _accounting_html(accounting: dict) -> str:
+    rows = accounting_rows(accounting)
+    if not rows:
+        return "<p class=small>No accounting in stats.json (a dataset from an older version).</p>"
+    lines = [[html.escape(name), *(f"{acc[k] / 60:.2f}" for k in ("decoded", "in_segments", "transcribed", "kept")),
+              html.escape("; ".join(f"{why} {sec / 60:.2f}" for why, sec in acc["dropped"].items()) or "–")]
+             for name, acc in rows]
+    failed = (accounting.get("total") or {}).get("failed_sources") or {}
+    note = "".join(f"<li>{html.escape(source)}: {html.escape(why)}</li>" for source, why in failed.items())
+    return (_table(["", "decoded min", "in segments min", "transcribed min", "kept min", "dropped min (stage: why)"],
+                   lines, {1, 2, 3, 4})
+            + (f"<p>Failed sources (none of their seconds reached a segment):</p><ul>{note}</ul>" if note else ""))
+
+
 # ---------- the page ----------
 
 
@@ -258,8 +304,9 @@ def _page(clips: list[dict], filters: list[str], stats: dict, audio: dict[str, s
              "<th data-sort=text>transcript</th></tr></thead><tbody>"
              + "".join(_clip_row(c, audio.get(c["id"])) for c in clips) + "</tbody></table>")
     tokenizer = str((stats.get("text") or {}).get("tokenizer", "–"))
-    images = "".join(f"<img alt='{html.escape(alt, quote=True)}' src='{uri}'>" for alt, uri in
-                     plots(clips, filters, config))
+    accounting = stats.get("accounting") or {}
+    drawn = [*plots(clips, filters, config), *filter(None, [accounting_plot(accounting)])]
+    images = "".join(f"<img alt='{html.escape(alt, quote=True)}' src='{uri}'>" for alt, uri in drawn)
     return "\n".join([
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         "<meta name=viewport content='width=device-width, initial-scale=1'><title>Dataset review</title>",
@@ -272,6 +319,7 @@ def _page(clips: list[dict], filters: list[str], stats: dict, audio: dict[str, s
         f"<h2>Per language</h2>{_group_html(group_table(clips, 'language'), 'language')}",
         f"<h2>Per speaker</h2>{_group_html(group_table(clips, 'speaker'), 'speaker')}",
         f"<h2>Rejections per filter</h2>{by_filter}",
+        f"<h2>Every second accounted for</h2>{_accounting_html(accounting)}",
         f"<h2>Plots</h2><div class=plots>{images}</div>",
         "<h2>Clips</h2><div class=controls><label>Show <select id=filter>" + select + "</select></label>"
         "<label>Search <input id=search type=search placeholder='id, text, source …'></label>"
