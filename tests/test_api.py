@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 from apikit import Server, free_port
 from evalkit import eval_workdir, tiny_models  # noqa: F401  (fixtures)
+from faultlog import record
 
 from xttsflow import OUTPUT_SAMPLE_RATE
 from xttsflow.audio import write_wav
@@ -133,6 +134,7 @@ def test_a_silent_upload_is_named_by_its_file_name_not_a_server_path(server, tmp
     message = response.json()["detail"]
     assert message.startswith("reference clip 'quiet take.wav' (the uploaded reference) is 3.00 s long and silent")
     assert "/tmp" not in message and "xttsflow-api-" not in message
+    record("hostile API client", "silent reference upload", survived=True)
 
 
 @pytest.mark.parametrize("multipart", [True, False], ids=["multipart", "urlencoded"])
@@ -142,6 +144,7 @@ def test_a_megabyte_of_text_gets_the_documented_422(server, multipart):
     response = httpx.post(f"{server.url}/synthesize", timeout=120,
                           **({"files": {"text": (None, text)}} if multipart else {"data": {"text": text}}))
     assert response.status_code == 422 and "at most 400 characters" in response.text, response.text[:500]
+    record("hostile API client", f"1.1 MB text ({'multipart' if multipart else 'urlencoded'})", survived=True)
 
 
 def test_a_full_queue_answers_429_before_reading_the_body(server):
@@ -166,6 +169,7 @@ def test_a_full_queue_answers_429_before_reading_the_body(server):
     assert answer.startswith("HTTP/1.1 429"), answer
     assert "server busy: 2 requests queued" in answer and "retry-after: 2" in answer.lower()
     assert httpx.get(f"{server.url}/health").json()["queue"]["waiting"] == 0
+    record("hostile API client", "upload into a full queue (headers only)", survived=True)
 
 
 def test_concurrent_requests_queue_and_overflow_gets_429(server):
@@ -221,6 +225,7 @@ def test_token_is_required_when_set_and_off_loopback(eval_workdir, tmp_path):  #
         # auth schemes are case-insensitive (RFC 9110 11.1): a lowercase `bearer` is the same scheme
         assert httpx.get(f"{srv.url}/models", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
         assert httpx.get(f"{srv.url}/health").json()["loads"] == {}  # nothing was synthesised without the token
+        record("hostile API client", "no or wrong token (API, schema, docs)", survived=True)
     finally:
         srv.stop()
 
