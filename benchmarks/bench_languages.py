@@ -1,6 +1,6 @@
 """Multilingual transcription benchmark: bundled:base beside bundled:tiny.en, and language detection.
 
-    .venv/bin/python benchmarks/bench_languages.py [--threads 2] [--pt-clips 10] [--detect]
+    .venv/bin/python benchmarks/bench_languages.py [--threads 2] [--pt-clips 10] [--detect] [--detect-clips 3]
 
 1. English: the transcribed LJSpeech clips from ../shared/fixtures, WER and x real time of bundled:tiny.en
    (the baseline) and bundled:base, both through the stage's own Transcriber (beam 5, language forced).
@@ -9,7 +9,9 @@
    Whisper, so expect a high WER.
 3. --detect: `language: auto` as the stage does it (xttsflow.languages.detect_source: several segments per
    source, the most probable language over all of them) on espeak-ng speech of each XTTS language's
-   evaluation sentences; prints the detected language per source and the share correct.
+   evaluation sentences (--detect-clips per source, sentences reused past the 5 there are); prints the detected
+   language per source and the share correct, beside the alternative of one detection on the source's
+   segments joined into one window of up to 30 s (longest first, 0.3 s silences between; `joined`).
 Model loads are outside the timings; WER uses xttsflow.text_metrics (the scoring normaliser of that language).
 """
 
@@ -22,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--pt-clips", type=int, default=10)
     parser.add_argument("--detect", action="store_true", help="also measure language detection per language")
+    parser.add_argument("--detect-clips", type=int, default=3, help="espeak-ng clips per source for --detect")
     args = parser.parse_args(argv)
     os.environ["TQDM_DISABLE"] = "1"
     work = Path(tempfile.mkdtemp(prefix="bench-languages-"))
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.pt_clips:
         portuguese(models["base"], work, args.pt_clips)
     if args.detect:
-        detect(models["base"], work)
+        detect(models["base"], work, args.detect_clips)
 
 
 def portuguese(transcriber, work: Path, clips: int) -> None:
@@ -95,24 +99,43 @@ def portuguese(transcriber, work: Path, clips: int) -> None:
         print(f"    ref: {ref}\n    hyp: {r['text']}")
 
 
-def detect(transcriber, work: Path) -> None:
-    from xttsflow.languages import detect_source
+def joined_window(paths: list[Path], gap_s: float = 0.3, window_s: float = 30.0) -> np.ndarray:
+    """The clips, longest first, end to end with short silences, cut to Whisper's one 30 s window."""
+    from xttsflow.asr.backend import WHISPER_SAMPLE_RATE as rate
+    from xttsflow.audio import read_audio
+
+    gap = np.zeros(int(gap_s * rate), np.float32)
+    audios = sorted((read_audio(p, rate) for p in paths), key=len, reverse=True)
+    return np.concatenate([x for a in audios for x in (a, gap)])[:int(window_s * rate)]
+
+
+def detect(transcriber, work: Path, clips: int = 3) -> None:
+    from xttsflow.asr.transcriber import XTTS_WHISPER_CODES
+    from xttsflow.languages import detect_source, xtts_language
     from xttsflow.synthesize import DEFAULT_SENTENCES
 
-    print("\nLanguage detection (bundled:base, 3 espeak-ng segments per source, most probable overall):")
-    right = 0
+    print(f"\nLanguage detection (bundled:base, {clips} espeak-ng segments per source): the stage's vote "
+          "(most probable over the segments) | one detection on the segments joined (<= 30 s):")
+    right = joined_right = 0
     for lang, voice in ESPEAK_VOICES.items():
         paths = []
-        for i, text in enumerate(DEFAULT_SENTENCES[lang][:3]):
+        for i in range(clips):
+            text = DEFAULT_SENTENCES[lang][i % len(DEFAULT_SENTENCES[lang])]
             paths.append(work / f"detect_{lang}_{i}.wav")
             write_wav(paths[-1], espeak(text, voice=voice, speed=150) * 0.5, 22050)
         found = detect_source(transcriber, paths)
         ok = found["language"] == lang
         right += ok
+        joined, probability = transcriber.impl.detect(joined_window(paths), XTTS_WHISPER_CODES) \
+            if transcriber.impl.multilingual else ("en", 1.0)
+        joined = xtts_language(joined)
+        joined_right += joined == lang
         votes = ", ".join(f"{k} {v:.2f}" for k, v in sorted(found["scores"].items(), key=lambda kv: -kv[1])[:3])
-        print(f"  {lang:6s} (espeak {voice:4s}) -> {found['language']:6s} {'ok' if ok else 'WRONG':5s}  {votes}")
-    print(f"  correct on {right}/{len(ESPEAK_VOICES)} sources ({100 * right / len(ESPEAK_VOICES):.0f}%)")
-
+        print(f"  {lang:6s} (espeak {voice:4s}) -> {found['language']:6s} {'ok' if ok else 'WRONG':5s}  {votes:28s}"
+              f" | joined -> {joined:6s} {'ok' if joined == lang else 'WRONG':5s} {probability:.2f}")
+    n = len(ESPEAK_VOICES)
+    print(f"  correct on {right}/{n} sources ({100 * right / n:.0f}%); joined: {joined_right}/{n} "
+          f"({100 * joined_right / n:.0f}%)")
 
 if __name__ == "__main__":
     main()
