@@ -6,7 +6,7 @@ rule speaker_embed:
         segments=paths.SEGMENTS,
         segment_status=paths.status("segment"),
         # the source's `reference:` clip of the target voice, if any: its segments are screened against it
-        reference=lambda wildcards: source_info(wildcards.source).get("reference") or [],
+        reference=source_reference,
     output:
         embeddings=paths.EMBEDDINGS,
         status=paths.status("speaker_embed"),

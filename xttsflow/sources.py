@@ -31,7 +31,11 @@ class Source:
     reference: str | None = None  # a clip of the target voice (the speaker screen's yardstick); not in the id
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """What the source is (the ingest jobs' params): the reference clip is left out, so that changing it
+        re-runs only what reads it (speaker_embed, the dataset), never the ingest."""
+        record = asdict(self)
+        del record["reference"]
+        return record
 
 
 def slug(text: str, max_len: int = 40) -> str:
