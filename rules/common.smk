@@ -62,6 +62,13 @@ def source_info(source_id):
     raise WorkflowError(f"unknown source id {source_id!r}")
 
 
+def source_reference(wildcards):
+    """A source's `reference:` clip (an input of its speaker_embed job), or none; URL entries inherit their URL's."""
+    source_id = wildcards.source
+    owner = SOURCES.get(source_id) or next((SOURCES[u] for u in URL_IDS if source_id.startswith(f"{u}-")), None)
+    return owner.reference if owner is not None and owner.reference else []
+
+
 def retry(stage):
     """A URL rule's `retry` param: it changes after the job failed in its own stage, so the next run re-runs
     that job (Snakemake's params trigger) and no other: the site may be back (xttsflow/status.py)."""

@@ -5,6 +5,8 @@ rule speaker_embed:
         manifest=paths.SEGMENTS_MANIFEST,
         segments=paths.SEGMENTS,
         segment_status=paths.status("segment"),
+        # the source's `reference:` clip of the target voice, if any: its segments are screened against it
+        reference=source_reference,
     output:
         embeddings=paths.EMBEDDINGS,
         status=paths.status("speaker_embed"),

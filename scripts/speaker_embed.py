@@ -12,6 +12,7 @@ with to_file(snakemake.log[0], outputs=snakemake.output):
             snakemake.output.embeddings,
             device=snakemake.params.device,
             threads=snakemake.threads,
+            reference=snakemake.input.reference or None,  # [] where the source names none
         ),
         status=snakemake.output.status, files=[snakemake.output.embeddings],
         upstream=[snakemake.input.segment_status], policy=snakemake.config["on_source_error"],

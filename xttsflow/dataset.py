@@ -229,50 +229,72 @@ def _check_text_rate(clips: list[Clip], config: DatasetConfig) -> None:
 
 
 def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: DatasetConfig) -> None:
-    """Reject clips far from their speaker's centroid (fit over all of that speaker's sources)."""
+    """Reject clips far from their speaker's voice: a pinned source's reference clip (`reference:`), else the
+    speaker's centroid, fit over that speaker's unpinned sources (a pinned source's other voice would pull it)."""
     if config.speaker_similarity is None:
         return
-    from .speaker import centroid_similarity, read_embeddings, read_windows
+    from .speaker import read_embeddings, read_reference, read_windows
 
     vectors: dict[str, np.ndarray] = {}
     windows: dict[str, np.ndarray] = {}
+    references: dict[str, np.ndarray] = {}  # source -> its reference embedding
     for files in sources:
         if files.embeddings is None or not Path(files.embeddings).is_file():
             continue
         try:
             ids, emb = read_embeddings(files.embeddings)
+            reference = read_reference(files.embeddings)
         except (OSError, ValueError, KeyError) as err:
             log.warning("%s: cannot read %s (%s); its clips count as speaker outliers", files.source,
                         files.embeddings, err)
             continue
         vectors.update(zip(ids, emb, strict=True))
         windows.update(read_windows(files.embeddings))
-    by_speaker: dict[str, list[Clip]] = defaultdict(list)
+        if reference is not None:
+            references[files.source] = reference
+    groups: dict[tuple[str, str | None], list[Clip]] = defaultdict(list)  # (speaker, pinned source or None)
     for clip in clips:
         if clip.id in vectors:
-            by_speaker[clip.speaker].append(clip)
+            groups[clip.speaker, clip.source if clip.source in references else None].append(clip)
         else:
             clip.reject("speaker", "no speaker embedding for this clip (re-run its transcribe job)")
-    for speaker, members in by_speaker.items():
+    for (speaker, pinned), members in groups.items():
         stacked = np.stack([vectors[c.id] for c in members])
-        similarity = centroid_similarity(stacked, config.speaker_similarity)
+        if pinned is None:
+            similarity, target = _centroid(stacked, config.speaker_similarity)
+            yardstick = f"{speaker}'s centroid"
+        else:
+            target = _unit_rows(references[pinned][None])[0]
+            similarity, yardstick = _unit_rows(stacked) @ target, f"{pinned}'s reference clip"
         for clip, sim in zip(members, similarity, strict=True):
             clip.speaker_similarity = round(float(sim), 4)
             if sim < config.speaker_similarity:
-                clip.reject("speaker", f"similarity {sim:.2f} < {config.speaker_similarity} to {speaker}'s centroid")
-        if config.window_similarity is not None and windows:
-            inliers = stacked[similarity >= config.speaker_similarity]
-            centroid = (inliers if len(inliers) else stacked).mean(axis=0)
-            centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
-            for clip in members:
-                own = windows.get(clip.id)
-                if own is None or not len(own):
-                    continue
-                sims = (own / np.maximum(np.linalg.norm(own, axis=1, keepdims=True), 1e-12)) @ centroid
-                if (sims < config.window_similarity).sum() >= WINDOWS_BELOW:
-                    clip.reject("speaker", f"{int((sims < config.window_similarity).sum())} of {len(sims)} 1.6 s "
-                                           f"windows below {config.window_similarity} similarity to {speaker}'s "
-                                           f"centroid (lowest {sims.min():.2f}): another voice in the segment")
+                clip.reject("speaker", f"similarity {sim:.2f} < {config.speaker_similarity} to {yardstick}")
+        if config.window_similarity is None or not windows:
+            continue
+        for clip in members:
+            own = windows.get(clip.id)
+            if own is None or not len(own):
+                continue
+            sims = _unit_rows(own) @ target
+            if (sims < config.window_similarity).sum() >= WINDOWS_BELOW:
+                clip.reject("speaker", f"{int((sims < config.window_similarity).sum())} of {len(sims)} 1.6 s "
+                                       f"windows below {config.window_similarity} similarity to {yardstick} "
+                                       f"(lowest {sims.min():.2f}): another voice in the segment")
+
+
+def _unit_rows(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def _centroid(stacked: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's similarity to the centroid (refit once without outliers), and that unit centroid."""
+    from .speaker import centroid_similarity
+
+    similarity = centroid_similarity(stacked, threshold)
+    inliers = stacked[similarity >= threshold]
+    centroid = (inliers if len(inliers) else stacked).mean(axis=0)
+    return similarity, centroid / max(float(np.linalg.norm(centroid)), 1e-12)
 
 
 # ---------- the split ----------

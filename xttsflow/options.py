@@ -70,6 +70,8 @@ class SourceEntry(Options):
     path: str = Field(None, min_length=1)
     speaker: Speaker
     language: SourceLanguage = None
+    # a clip of the target voice: its segments are screened against it, not the speaker's centroid
+    reference: str = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceEntry:

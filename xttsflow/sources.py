@@ -28,9 +28,14 @@ class Source:
     location: str  # a path (local) or a URL
     speaker: str
     language: str
+    reference: str | None = None  # a clip of the target voice (the speaker screen's yardstick); not in the id
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """What the source is (the ingest jobs' params): the reference clip is left out, so that changing it
+        re-runs only what reads it (speaker_embed, the dataset), never the ingest."""
+        record = asdict(self)
+        del record["reference"]
+        return record
 
 
 def slug(text: str, max_len: int = 40) -> str:
@@ -108,18 +113,22 @@ def source_table(config: dict, base_dir: str | Path = ".") -> dict[str, Source]:
     table: dict[str, Source] = {}
     for n, entry in enumerate(config["sources"]):
         speaker, language = entry["speaker"], entry.get("language", default_language)
+        reference = _reference(entry, n, base_dir)
         if "url" in entry:
             items = [(url_source_id(entry["url"]), "url", entry["url"])]
         else:
             items = [(local_source_id(p), "local", p) for p in expand_local(entry["path"], base_dir)]
         for sid, kind, location in items:
-            source = Source(sid, kind, location, speaker, language)
+            source = Source(sid, kind, location, speaker, language, reference)
             previous = table.get(sid)
             if previous and _identity(previous) != _identity(source):
                 raise XttsflowError(
                     f"sources[{n}]: {location!r} and {previous.location!r} get the same id {sid!r} "
                     "(a hash collision) — rename one of them"
                 )
+            if previous and previous.reference != reference:
+                raise XttsflowError(f"sources[{n}]: {location!r} is also listed with reference "
+                                    f"{previous.reference!r} — give one recording one reference clip")
             if previous and (previous.speaker, previous.language) != (speaker, language):
                 raise XttsflowError(
                     f"sources[{n}]: {location!r} is also listed with speaker {previous.speaker!r} / language "
@@ -127,3 +136,15 @@ def source_table(config: dict, base_dir: str | Path = ".") -> dict[str, Source]:
                 )
             table[sid] = source
     return table
+
+
+def _reference(entry: dict, n: int, base_dir: str | Path) -> str | None:
+    """The entry's reference clip, checked now: a typo should stop the run before any job, not in the dataset."""
+    reference = entry.get("reference")
+    if reference is None:
+        return None
+    if not (Path(base_dir) / reference).is_file():
+        where = entry.get("url") or entry.get("path")
+        raise XttsflowError(f"sources[{n}] ({where}): reference {reference!r} is not a file — fix the path "
+                            "(relative to the working directory)")
+    return reference

@@ -149,10 +149,30 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
+def embed_reference(path: str | os.PathLike, device: str = "auto") -> np.ndarray:
+    """The unit embedding [256] of a source's reference clip (the target voice); a clear error if it is no use."""
+    path = Path(path)
+    try:
+        wav = _load(path)
+    except XttsflowError:
+        raise XttsflowError(f"speaker: reference {path} is not a readable audio file — point `reference:` at a "
+                            "wav/flac/mp3 clip of the target voice") from None
+    if len(wav) < MIN_VOICED_S * ENCODER_SAMPLE_RATE or not np.any(wav):
+        raise XttsflowError(f"speaker: reference {path} holds under {MIN_VOICED_S} s of audio — give a few "
+                            "seconds of the target voice")
+    embedding = embed_files([path], device=device)[0]
+    if not np.any(embedding):
+        raise XttsflowError(f"speaker: reference {path} has no voice in it — give a clip of the target voice")
+    return embedding
+
+
 def embed_source(manifest: str | os.PathLike, segments_dir: str | os.PathLike, out: str | os.PathLike,
-                 device: str = "auto", threads: int | None = None) -> dict:
-    """Embed every segment of one source (from its segments manifest) into `out` (.npz with ids, embeddings)."""
+                 device: str = "auto", threads: int | None = None, reference: str | os.PathLike | None = None) -> dict:
+    """Embed every segment of one source (from its segments manifest) into `out` (.npz with ids, embeddings,
+    and where the source pins its target with a `reference` clip, that clip's embedding)."""
     manifest, segments_dir = Path(manifest), Path(segments_dir)
+    # First: a bad reference fails this source's job before minutes of embedding
+    pinned = None if reference is None else embed_reference(reference, device)
     info = read_json(manifest)
     segments = info.get("segments", [])
     missing = [s["file"] for s in segments if not (segments_dir / s["file"]).is_file()]
@@ -168,16 +188,20 @@ def embed_source(manifest: str | os.PathLike, segments_dir: str | os.PathLike, o
     audio_s = sum(float(s.get("duration", 0.0)) for s in segments)
     log.info("speaker: %s: %d segments (%.1f s of audio) embedded in %.1f s (%.0fx real time)",
              info.get("source", manifest.stem), len(segments), audio_s, seconds, audio_s / max(seconds, 1e-9))
-    write_embeddings(out, [s["id"] for s in segments], embeddings, windows, owner)
+    write_embeddings(out, [s["id"] for s in segments], embeddings, windows, owner, reference=pinned)
     return {"segments": len(segments), "seconds": seconds}
 
 
 def write_embeddings(path: str | os.PathLike, ids: Sequence[str], embeddings: np.ndarray,
-                     windows: np.ndarray | None = None, window_owner: np.ndarray | None = None) -> None:
+                     windows: np.ndarray | None = None, window_owner: np.ndarray | None = None,
+                     reference: np.ndarray | None = None) -> None:
     """The .npz the dataset stage reads (ids: str array, embeddings: [n, 256] float32, and where given each
-    clip's 1.6 s window embeddings: windows [m, 256] with window_owner [m], the row of their clip), atomically."""
+    clip's 1.6 s window embeddings: windows [m, 256] with window_owner [m], the row of their clip, and the
+    source's reference clip: reference [256]), atomically."""
     extra = {} if windows is None else {"windows": np.asarray(windows, np.float32),
                                         "window_owner": np.asarray(window_owner, np.int32)}
+    if reference is not None:
+        extra["reference"] = np.asarray(reference, np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
         np.savez(f, ids=np.array(list(ids), dtype=str), embeddings=np.asarray(embeddings, np.float32), **extra)
 
@@ -189,6 +213,12 @@ def read_windows(path: str | os.PathLike) -> dict[str, np.ndarray]:
             return {}
         ids, windows, owner = [str(i) for i in data["ids"]], data["windows"], data["window_owner"]
     return {ids[i]: windows[owner == i] for i in np.unique(owner)}
+
+
+def read_reference(path: str | os.PathLike) -> np.ndarray | None:
+    """The source's reference embedding [256], or None where the source pins no target."""
+    with np.load(path, allow_pickle=False) as data:
+        return data["reference"].astype(np.float32) if "reference" in data else None
 
 
 def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
