@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
@@ -351,7 +352,7 @@ def create_app(config: ApiConfig):
         except BaseException:
             gate.leave()
             raise
-        response.body_iterator = _then(response.body_iterator, gate.leave)
+        response.body_iterator = _Then(response.body_iterator, gate.leave)
         return response
 
     def public(message: str) -> str:
@@ -563,13 +564,23 @@ def create_app(config: ApiConfig):
     return app
 
 
-async def _then(body, done) -> AsyncIterator[bytes]:
-    """`body`'s chunks, then `done()` — also when the client goes away mid-stream."""
-    try:
-        async for chunk in body:
-            yield chunk
-    finally:
-        done()
+class _Then:
+    """`body`'s chunks, then `done()` once: when they end or fail, the client goes away mid-stream, or the
+    response is dropped before its first chunk (a generator's `finally` would not run then: a queue place lost)."""
+
+    def __init__(self, body: AsyncIterator[bytes], done):
+        self._body = body.__aiter__()
+        self._done = weakref.finalize(self, done)
+
+    def __aiter__(self) -> "_Then":
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._body.__anext__()
+        except BaseException:  # StopAsyncIteration at the end, a cancellation, an error
+            self._done()
+            raise
 
 
 def _basic_password(header: str | None) -> str:
