@@ -63,6 +63,17 @@ class Server:
             self.proc.wait()
         self.log.close()
 
+    def __enter__(self) -> Server:
+        """`with Server(...) as srv:` — up and answering inside, stopped after (also when the start fails)."""
+        try:
+            return self.wait()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
 
 @pytest.fixture(scope="session")
 def voiced_workdir(eval_workdir, tmp_path_factory) -> Path:

@@ -33,11 +33,8 @@ LIMITS = ["--max-new-tokens", "6", "--max-upload-mb", "1", "--max-text-chars", "
 def server(eval_workdir, tmp_path_factory):  # noqa: F811
     choose_references(eval_workdir / "dataset", [eval_workdir / "transcripts" / "demo-0a1b2c3d.json"],
                       EvaluateConfig(num_references=1), eval_workdir / "samples" / "main" / "references.json")
-    srv = Server(eval_workdir, tmp_path_factory.mktemp("api") / "server.log", "--preload", "base", *LIMITS)
-    try:
-        yield srv.wait()
-    finally:
-        srv.stop()
+    with Server(eval_workdir, tmp_path_factory.mktemp("api") / "server.log", "--preload", "base", *LIMITS) as srv:
+        yield srv
 
 
 def post(server, data=None, files=None, headers=None, timeout=300):

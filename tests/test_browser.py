@@ -33,11 +33,8 @@ BLOB_BYTES = """async (src) => {
 
 @pytest.fixture(scope="module")
 def server(voiced_workdir, tmp_path_factory):  # noqa: F811
-    srv = Server(voiced_workdir, tmp_path_factory.mktemp("page") / "server.log", "--preload", "main", *LIMITS)
-    try:
-        yield srv.wait()
-    finally:
-        srv.stop()
+    with Server(voiced_workdir, tmp_path_factory.mktemp("page") / "server.log", "--preload", "main", *LIMITS) as srv:
+        yield srv
 
 
 @pytest.fixture

@@ -33,11 +33,8 @@ TEXT = "The lighthouse keeper climbed the stairs. He lit the lamp for the ships.
 
 @pytest.fixture(scope="module")
 def server(voiced_workdir, tmp_path_factory):  # noqa: F811
-    srv = Server(voiced_workdir, tmp_path_factory.mktemp("openai") / "server.log", "--preload", "main", *LIMITS)
-    try:
-        yield srv.wait()
-    finally:
-        srv.stop()
+    with Server(voiced_workdir, tmp_path_factory.mktemp("openai") / "server.log", "--preload", "main", *LIMITS) as srv:
+        yield srv
 
 
 def speech(server, timeout=300, headers=None, **body):
