@@ -43,10 +43,11 @@ rule train:
         paths.benchmark(f"train/{RUN}")
     conda:
         "../envs/train.yaml"
-    threads: 1 if BASE_SPEC == "builtin:tiny" else 4  # the tiny model's layers are too small to split
+    # per process (train.gpus of them): the tiny model's layers are too small to split over threads
+    threads: (1 if BASE_SPEC == "builtin:tiny" else 4) * TRAIN.gpus
     resources:
-        gpu=1,
-        mem_mb=16000,
+        gpu=TRAIN.gpus,  # data-parallel: one process per GPU (docs/cluster.md)
+        mem_mb=16000 * TRAIN.gpus,
         runtime=720,
     params:
         settings=TRAIN.snapshot(),

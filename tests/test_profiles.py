@@ -16,6 +16,9 @@ from conftest import REPO, write_config
 PROFILES = REPO / "profiles"
 # The GPU stages' rules; any other rule that declares a `gpu` resource counts as a GPU rule too.
 GPU_RULES = ("transcribe", "train", "synthesize")
+# GPU rules that size their own request (train: train.gpus data-parallel processes): a profile's `gpu:` would
+# replace that number, so the profiles give them a partition and limits but no `gpu:`.
+SELF_SIZED_GPU_RULES = ("train",)
 
 
 def local_slurm_profile(dest: Path, cpu_partition: str, gpu_partition: str) -> Path:
@@ -42,9 +45,10 @@ def snakemake_options() -> set[str]:
 
 
 def profile_gpu_rules(name: str) -> set[str]:
-    """The rules a profile gives a GPU."""
+    """The rules that get a GPU under a profile: from its set-resources, or asked for by the rule itself."""
     profile = yaml.safe_load((PROFILES / name / "profile.yaml").read_text())
-    return {rule for rule, resources in profile["set-resources"].items() if resources.get("gpu")}
+    return {rule for rule, resources in profile["set-resources"].items() if resources.get("gpu")} | set(
+        SELF_SIZED_GPU_RULES)
 
 
 @cache
@@ -120,7 +124,10 @@ def test_profile_gives_each_gpu_rule_one_gpu(name, declared_gpu_rules):
     assert set(profile["set-resources"]) <= rules, "set-resources names a rule the workflow does not have"
     for rule in sorted(declared_gpu_rules):
         resources = profile["set-resources"].get(rule, {})
-        assert resources.get("gpu") == 1, f"profiles/{name}: GPU rule {rule} is not given gpu: 1 in set-resources"
+        if rule in SELF_SIZED_GPU_RULES:
+            assert "gpu" not in resources, f"profiles/{name}: gpu: for {rule} would replace train.gpus"
+        else:
+            assert resources.get("gpu") == 1, f"profiles/{name}: GPU rule {rule} is not given gpu: 1 in set-resources"
 
 
 def test_slurm_profile_sends_gpu_rules_to_a_gpu_partition_for_longer():
@@ -159,3 +166,18 @@ def test_slurm_profile_plan_puts_gpu_jobs_on_the_gpu_partition(dry_workdir, tmp_
                 assert int(job["runtime"]) > 60 and "cpus_per_gpu" in job, f"{rule}: {job}"
             else:
                 assert job["slurm_partition"] == "cpu-test" and "gpu" not in job, f"{rule}: {job}"
+
+
+def test_train_asks_for_train_gpus_gpus_under_both_profiles(tmp_path):
+    workdir = tmp_path / "two-gpus"
+    workdir.mkdir()
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["sources"] = [{"path": str(REPO / "demo" / "recordings"), "speaker": "demo", "language": "en"}]
+    config["until"] = "train"
+    config["train"] = {**config.get("train", {}), "gpus": 2}
+    write_config(workdir, config)
+    slurm = local_slurm_profile(tmp_path / "slurm-profile", "cpu-test", "gpu-test")
+    for args in ((), ("--profile", str(slurm))):
+        (train_job,) = plan_resources(workdir, *args)["train"]
+        assert train_job["gpu"] == "2", f"{args}: {train_job}"
+        assert int(train_job["mem_mb"]) >= 16000 * (1 if args else 2), f"{args}: {train_job}"

@@ -11,16 +11,23 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO, SNAKEMAKE, planned_jobs, write_config
 from test_profiles import GPU_RULES, local_slurm_profile, profile_gpu_rules
+from test_train_ddp import EXACT, max_difference
+from test_train_ddp import dataset as ddp_dataset
+from train_fixtures import FAST, folders, settings, tiny_base
 
+from xttsflow import checkpoints
 from xttsflow.audio import write_wav
+from xttsflow.train import train
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -165,6 +172,32 @@ def test_workflow_on_local_slurm_matches_local_run(slurm_env, make_speech, tmp_p
     differ = sorted(name for name in produced.keys() | reference.keys() if produced.get(name) != reference.get(name))
     assert not differ, f"SLURM and local outputs differ: {differ}"
     assert planned_jobs(on_slurm) == {}, "the SLURM run left work to do"
+
+
+def test_two_slurm_tasks_train_as_the_two_ranks_of_one_run(slurm_env, tmp_path):
+    """`srun` with --ntasks=2: each task is one rank (SLURM_PROCID), the job's node the rendezvous; the weights
+    equal one local process with the same global batch (batch 2 x 2 accumulation steps)."""
+    exact = {**FAST, **EXACT, "max_steps": 2, "batch_size": 2}
+    run = tmp_path / "slurm-ddp"
+    run.mkdir()
+    sets = [arg for key, value in {**exact, "gpus": 2}.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+    command = [sys.executable, "-m", "xttsflow.train", "--base", str(tiny_base()), "--dataset", str(ddp_dataset()),
+               "--threads", "1", "--no-progress", *sets]
+    (run / "job.sh").write_text("#!/bin/bash\nsrun " + shlex.join(command) + "\n")
+    proc = subprocess.run(["sbatch", "--wait", "--ntasks=2", f"--partition={CPU_PARTITION}", f"--chdir={run}",
+                           "--output=job.log", str(run / "job.sh")], capture_output=True, text=True, env=slurm_env,
+                          timeout=RUN_LIMIT_S)
+    log = (run / "job.log").read_text() if (run / "job.log").exists() else ""
+    assert proc.returncode == 0, f"{proc.stdout}{proc.stderr}\n{log[-4000:]}"
+    assert "rank 0 of 2 (local 0) joined the gloo process group" in log, log[-3000:]
+    state = checkpoints.load_state(run / "checkpoints" / "main" / checkpoints.periodic_name(2))
+    assert state["world"] == 2
+
+    local = train(settings(**EXACT, max_steps=2, batch_size=2, grad_accum_steps=2), tiny_base(), progress=False,
+                  **folders(tmp_path / "local", ddp_dataset()))
+    assert local["steps"] == 2
+    reference = checkpoints.load_state(tmp_path / "local/checkpoints/main" / checkpoints.periodic_name(2))
+    assert max_difference(state["trainable"], reference["trainable"]) < 1e-5
 
 
 def test_skip_reason_is_clear_without_root(monkeypatch):

@@ -138,6 +138,18 @@ def enable_gradient_checkpointing(model) -> None:
     )
 
 
+def set_gpt_dropout(model, probability: float) -> int:
+    """Set every dropout of the GPT-2 blocks (embeddings, attention, residuals) to `probability`; how many.
+
+    LoRA's own dropout is lora_dropout; the conditioning encoder and perceiver have none that trains."""
+    found = 0
+    for module in model.xtts.gpt.gpt.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = probability
+            found += 1
+    return found
+
+
 def trainable_state(model) -> dict[str, torch.Tensor]:
     """The trainable parameters by name (what a training checkpoint stores)."""
     return {name: p.detach() for name, p in model.xtts.gpt.named_parameters() if p.requires_grad}

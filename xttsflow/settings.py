@@ -58,6 +58,7 @@ class TrainConfig(Options):
     # --- device
     device: Device = "auto"
     cuda_device_id: int = Field(0, ge=0)
+    gpus: int = Field(1, ge=1)
     use_amp: bool = True
     amp_dtype: Literal["auto", "bf16", "fp16"] = "auto"
     # --- LoRA
@@ -84,6 +85,7 @@ class TrainConfig(Options):
     warmup_steps: int = Field(0, ge=0)
     grad_accum_steps: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
+    gpt_dropout: float | None = Field(None, ge=0, lt=1)
     seed: int = Field(1234, ge=0)
     # --- checkpoints and logs
     use_tensorboard: bool = True
@@ -155,6 +157,9 @@ class TrainConfig(Options):
     def _consistent(self) -> TrainConfig:
         if self.max_steps is not None and self.warmup_steps >= self.max_steps:
             raise ValueError(f"warmup_steps ({self.warmup_steps}) must be smaller than max_steps ({self.max_steps})")
+        if self.gpus > 1 and self.cuda_device_id:
+            raise ValueError(f"cuda_device_id picks the one GPU of a single-GPU run; with gpus: {self.gpus} the "
+                             f"processes take GPUs 0..{self.gpus - 1} (choose which with CUDA_VISIBLE_DEVICES)")
         return self
 
 
@@ -217,6 +222,7 @@ class TrainingSettings(TrainConfig, BaseSettings):
             "max_steps", "num_epochs", "num_workers", "use_tensorboard", "log_every_n_steps", "save_every_n_steps",
             "keep_checkpoints", "resume", "export_checkpoint", "eval_sentences", "eval_audio", "eval_audio_seconds",
             "device", "cuda_device_id", "accept_cpml",
+            "gpus",  # a run continues on another number of processes (Trainer.restore says what changes)
             "gradient_checkpointing",  # recomputes activations; the weights come out the same
             "gpu_memory_gb",  # what it plans (batch_size, grad_accum_steps) goes into the run's fingerprint
         }

@@ -9,6 +9,8 @@ checkpoints, exact resume after any interruption, and the merged export.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import hashlib
 import logging
 import math
@@ -22,8 +24,8 @@ import numpy as np
 import torch
 import yaml
 
-from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, cli, memory_plan, paths, train_data
-from .atomic import write_json
+from . import OUTPUT_SAMPLE_RATE, TRAIN_SAMPLE_RATE, checkpoints, cli, distributed, memory_plan, paths, train_data
+from .atomic import read_json, write_json
 from .errors import XttsflowError
 from .gpt_model import (
     apply_lora,
@@ -31,6 +33,7 @@ from .gpt_model import (
     enable_gradient_checkpointing,
     parameter_counts,
     set_full_finetune,
+    set_gpt_dropout,
     trainable_state,
 )
 from .settings import TrainingSettings, load_settings
@@ -40,16 +43,19 @@ from .xtts_model import export_model, save_adapter
 log = logging.getLogger(__name__)
 
 CODE_STRIDE = 1024  # DVAE codes per audio sample at 22050 Hz (gpt_code_stride_len)
+LOSSES = ("loss", "loss_text_ce", "loss_mel_ce")  # what coqui's train_step returns
 
 
 # ---------- set-up ----------
 
 
-def resolve_device(settings: TrainingSettings) -> torch.device:
+def resolve_device(settings: TrainingSettings, rank: distributed.Rank | None = None) -> torch.device:
     if settings.device == "cpu" or (settings.device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise XttsflowError("train: device is cuda but PyTorch sees no CUDA GPU — set train.device: cpu (or auto)")
+    if rank is not None and rank.world > 1:  # one GPU per process, in the order CUDA_VISIBLE_DEVICES gives
+        return torch.device("cuda", rank.local_rank)
     if settings.cuda_device_id >= torch.cuda.device_count():
         raise XttsflowError(
             f"train: cuda_device_id {settings.cuda_device_id} does not exist ({torch.cuda.device_count()} GPU(s))"
@@ -110,28 +116,45 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def forward(model, batch: dict, device: torch.device, amp_dtype) -> dict:
-    """coqui's batch preparation (DVAE codes, conditioning mels; fp32) and train_step losses (under autocast)."""
+class TrainStep(torch.nn.Module):
+    """coqui's train_step as a module's forward: DistributedDataParallel wraps this, since its gradient
+    hooks are armed by its own forward (the GPTTrainer's forward is not the training step)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict) -> dict:
+        return self.model.train_step(batch, None)[1]
+
+
+def forward(model, batch: dict, device: torch.device, amp_dtype, step: torch.nn.Module | None = None) -> dict:
+    """coqui's batch preparation (DVAE codes, conditioning mels; fp32) and train_step losses (under autocast).
+
+    `step`: the DistributedDataParallel-wrapped TrainStep of a data-parallel run (syncs the gradients)."""
     batch = model.format_batch_on_device(_to_device(batch, device))
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        _, losses = model.train_step(batch, None)
-    return losses
+        return step(batch) if step is not None else model.train_step(batch, None)[1]
 
 
 @torch.no_grad()
-def evaluate(model, loader, device: torch.device, amp_dtype) -> dict:
-    """Mean losses over the validation split, the GPT in eval mode (coqui's eval_step: no prompt masking)."""
+def evaluate(model, loader, device: torch.device, amp_dtype, rank: distributed.Rank | None = None) -> dict:
+    """Mean losses over the validation split, the GPT in eval mode (coqui's eval_step: no prompt masking).
+
+    In a data-parallel run each rank reads its share of the split and the sums are pooled."""
     model.xtts.gpt.eval()
-    totals, count = Counter(), 0
+    totals = dict.fromkeys((*LOSSES, "clips"), 0.0)
     try:
         for batch in loader:
             batch["cond_idxs"] = None
             size = len(batch["filenames"])
             for key, value in forward(model, batch, device, amp_dtype).items():
-                totals[key] += value.item() * size
-            count += size
+                totals[key] = totals.get(key, 0.0) + value.item() * size
+            totals["clips"] += size
     finally:
         model.xtts.gpt.train()
+    totals = distributed.sums(rank or distributed.Rank(), totals)
+    count = totals.pop("clips")
     return {key: value / count for key, value in totals.items()} if count else {}
 
 
@@ -155,9 +178,9 @@ def synthesize_sample(model, text: str, language: str, reference, speaker, secon
 class Logger:
     """TensorBoard (when enabled) and the log file: the same numbers in both."""
 
-    def __init__(self, settings: TrainingSettings, log_dir: Path, step: int):
+    def __init__(self, settings: TrainingSettings, log_dir: Path, step: int, enabled: bool = True):
         self.writer = None
-        if settings.use_tensorboard:
+        if settings.use_tensorboard and enabled:  # one writer per run: rank 0's
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step drops the events a killed run logged after its last checkpoint (steps > `step`);
@@ -200,10 +223,13 @@ class Trainer:
         self.dataset_dir = Path(dataset_dir)
         self.run_dir = Path(run_dir or s.run_dir)
         self.log_dir = Path(log_dir or s.tensorboard_dir)
-        self.device = resolve_device(s)
-        seed_everything(s.seed)
+        self.rank = distributed.current()
+        self.device = resolve_device(s, self.rank)
+        seed_everything(s.seed)  # the same on every rank: the same LoRA initialisation everywhere
         self.model = build_gpt_trainer(self.base_dir, s.batch_size)
         self._load_data(language)
+        if s.gpt_dropout is not None:
+            log.info("GPT dropout %.3g in %d places", s.gpt_dropout, set_gpt_dropout(self.model, s.gpt_dropout))
         self.peft = None
         if s.use_lora:
             self.peft = apply_lora(self.model, s.lora_rank, s.lora_alpha, s.lora_dropout, s.lora_target_modules)
@@ -223,11 +249,14 @@ class Trainer:
             self.counts["model_total"],
         )
         self.model.to(self.device)
+        self.step_module = self._data_parallel()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=s.learning_rate, betas=(0.9, 0.96), eps=1e-8, weight_decay=s.weight_decay
         )
-        self.batches_per_epoch = math.ceil(len(self.train_set) / s.batch_size)
+        self.global_batch = s.batch_size * self.rank.world
+        self.batches_per_epoch = math.ceil(
+            train_data.usable_clips(len(self.train_set), self.rank.world) / self.global_batch)
         steps_per_epoch = math.ceil(self.batches_per_epoch / s.grad_accum_steps)
         self.total_steps = min(s.max_steps or sys.maxsize, s.num_epochs * steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -240,6 +269,23 @@ class Trainer:
         self.step, self.epoch, self.batch = 0, 0, 0
         self.best_val, self.history = math.inf, []
         self._reference = None  # (audio, speaker embedding, language) for the TensorBoard samples
+
+    def _data_parallel(self) -> torch.nn.Module | None:
+        """The DDP-wrapped training step of a data-parallel run (None in a single process).
+
+        Frozen weights get no gradient hooks; buffers never change in training, so they are not re-broadcast
+        before every step. After the wrap (which copies rank 0's weights everywhere) each rank draws its
+        own dropout masks, as separate GPUs would."""
+        if self.rank.world == 1:
+            return None
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(
+            TrainStep(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            broadcast_buffers=False,
+        )
+        torch.manual_seed(self.settings.seed + 1_000_003 * self.rank.rank)
+        return wrapped
 
     def _planned(self, s: TrainingSettings) -> TrainingSettings:
         """The settings with batch_size, grad_accum_steps and checkpointing that memory_plan fits to the GPU."""
@@ -276,8 +322,11 @@ class Trainer:
 
     # --- checkpoints
     def _state(self) -> dict:
+        """The checkpoint's content (every rank calls it: the RNG states of all ranks are gathered in)."""
+        rng = checkpoints.rng_state()
         return {
             "format": 1,
+            "world": self.rank.world,
             "step": self.step,
             "epoch": self.epoch,
             "batch": self.batch,
@@ -287,15 +336,23 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": checkpoints.rng_state(),
+            "rng": rng,
+            "rng_ranks": distributed.gather(self.rank, rng) if self.rank.world > 1 else None,
             "fingerprint": self.fingerprint,
         }
 
     def save(self) -> Path:
         path = self.run_dir / checkpoints.periodic_name(self.step)
-        checkpoints.save(path, self._state())
-        checkpoints.prune(self.run_dir, self.settings.keep_checkpoints)
+        state = self._state()
+        if self.rank.main:
+            checkpoints.save(path, state)
+            checkpoints.prune(self.run_dir, self.settings.keep_checkpoints)
         return path
+
+    def save_best(self, val: dict) -> None:
+        state = self._state()
+        if self.rank.main:
+            checkpoints.save(self.run_dir / checkpoints.BEST, {**state, "val": val})
 
     def load_trainable(self, weights: dict) -> None:
         gpt = self.model.xtts.gpt
@@ -312,17 +369,43 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        checkpoints.set_rng_state(state["rng"])
         self.step, self.epoch, self.batch = state["step"], state["epoch"], state["batch"]
         self.best_val, self.history = state["best_val"], list(state["history"])
+        world = state.get("world", 1)
+        if world == self.rank.world:
+            checkpoints.set_rng_state((state.get("rng_ranks") or [state["rng"]])[self.rank.rank])
+        else:
+            self._continue_on_other_world(state, world)
         log.info("resumed from step %d (epoch %d, batch %d)", self.step, self.epoch, self.batch)
 
+    def _continue_on_other_world(self, state: dict, world: int) -> None:
+        """A checkpoint of a run on `world` processes, continued on this run's number: the same weights,
+        optimizer and step, from the same clip of the same epoch; the global batch changes with the count."""
+        s = self.settings
+        position = state["batch"] * s.batch_size * world  # clips of this epoch already trained on
+        self.batch = position // self.global_batch
+        log.warning(
+            "this checkpoint was trained on %d process(es) (global batch %d); continuing on %d (global batch %d) "
+            "from step %d, clip %d of epoch %d%s — an uninterrupted run on one count would draw other dropout masks",
+            world, s.batch_size * world, self.rank.world, self.global_batch, state["step"], position, self.epoch,
+            f" ({position - self.batch * self.global_batch} clip(s) of the cut batch are read again)"
+            if position % self.global_batch else "",
+        )
+        checkpoints.set_rng_state(state["rng"])
+        if self.rank.world > 1:
+            torch.manual_seed(s.seed + 1_000_003 * self.rank.rank + self.step)
+
     def resume_or_start(self) -> None:
+        """Continue from the run's last checkpoint; rank 0 tidies the folder, every rank reads the same one."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoints.remove_temporaries(self.run_dir)
+        if self.rank.main:
+            checkpoints.remove_temporaries(self.run_dir)
+        distributed.barrier(self.rank)
         state = checkpoints.latest(self.run_dir, self.fingerprint) if self.settings.resume else None
+        distributed.barrier(self.rank)  # nobody is still reading when rank 0 removes stale checkpoints
         if state is None:
-            checkpoints.discard_stale(self.run_dir, self.fingerprint if self.settings.resume else None)
+            if self.rank.main:
+                checkpoints.discard_stale(self.run_dir, self.fingerprint if self.settings.resume else None)
         else:
             self.restore(state)
 
@@ -344,25 +427,30 @@ class Trainer:
 
         s = self.settings
         self.resume_or_start()
-        logger = Logger(s, self.log_dir, self.step)
+        logger = Logger(s, self.log_dir, self.step, enabled=self.rank.main)
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {s.run_name}", unit="step",
-                   disable=not progress, mininterval=1 if sys.stderr.isatty() else 30)
+                   disable=not (progress and self.rank.main), mininterval=1 if sys.stderr.isatty() else 30)
         try:
             while self.step < self.total_steps:
                 self._epoch(logger, bar)
         finally:
             bar.close()
             logger.close()
-        return self.finish()
+        distributed.barrier(self.rank)
+        return self.finish() if self.rank.main else {"rank": self.rank.rank}
 
     def _epoch(self, logger: Logger, bar) -> None:
         s = self.settings
         batches = train_data.loader(self.train_set, s.batch_size, s.num_workers, s.seed, self.epoch, self.batch,
-                                    group_batches=s.batch_group_size)
+                                    group_batches=s.batch_group_size, rank=self.rank.rank, world=self.rank.world)
         window, micro, started = Counter(), 0, time.perf_counter()
         for batch in batches:
-            losses = forward(self.model, batch, self.device, self.amp_dtype)
-            self.scaler.scale(losses["loss"] / s.grad_accum_steps).backward()
+            last_micro = micro + 1 >= s.grad_accum_steps or self.batch + 1 >= self.batches_per_epoch
+            # gradients are averaged over the ranks once per optimizer step, not after every micro-batch
+            quiet = self.step_module.no_sync() if self.step_module and not last_micro else contextlib.nullcontext()
+            with quiet:
+                losses = forward(self.model, batch, self.device, self.amp_dtype, self.step_module)
+                self.scaler.scale(losses["loss"] / s.grad_accum_steps).backward()
             micro += 1
             self.batch += 1
             window["samples"] += len(batch["filenames"])
@@ -391,8 +479,9 @@ class Trainer:
         self.save()
 
     def _log_train(self, logger: Logger, window: Counter, lr: float, grad_norm: float, seconds: float) -> None:
+        window = distributed.sums(self.rank, {k: window[k] for k in (*LOSSES, "samples", "batches")})
         n = max(1, window["batches"])
-        values = {k: window[k] / n for k in ("loss", "loss_text_ce", "loss_mel_ce")}
+        values = {k: window[k] / n for k in LOSSES}
         values.update(lr=lr, grad_norm=grad_norm, samples_per_s=window["samples"] / max(seconds, 1e-9))
         logger.scalars("train", values, self.step)
         self.history.append({"step": self.step, **{k: float(v) for k, v in values.items()}})
@@ -402,18 +491,21 @@ class Trainer:
 
     def _validate(self, logger: Logger, window: Counter) -> None:
         s = self.settings
-        val_loader = train_data.loader(self.val_set, s.batch_size, s.num_workers, s.seed, 0)
-        val = evaluate(self.model, val_loader, self.device, self.amp_dtype) if len(self.val_set) else {}
+        val_loader = train_data.loader(self.val_set, s.batch_size, s.num_workers, s.seed, 0,
+                                       rank=self.rank.rank, world=self.rank.world)
+        val = evaluate(self.model, val_loader, self.device, self.amp_dtype, self.rank) if len(self.val_set) else {}
         score = val.get("loss")
         if score is None:  # no validation clips: fall back to the recent training loss
-            score = self.history[-1]["loss"] if self.history else window["loss"] / max(1, window["batches"])
+            logged = [h["loss"] for h in self.history if "loss" in h]
+            pooled = distributed.sums(self.rank, {"loss": window["loss"], "batches": window["batches"]})
+            score = logged[-1] if logged else pooled["loss"] / max(1, pooled["batches"])
         logger.scalars("val", val, self.step)
         self.history.append({"step": self.step, "epoch": self.epoch, **{f"val_{k}": v for k, v in val.items()}})
         log.info("epoch %d, step %d: validation %s", self.epoch, self.step,
                  ", ".join(f"{k} {v:.4f}" for k, v in val.items()) or "skipped (no clips)")
         if score < self.best_val:
             self.best_val = score
-            checkpoints.save(self.run_dir / checkpoints.BEST, {**self._state(), "val": val})
+            self.save_best(val)
             log.info("new best model (score %.4f) at step %d", score, self.step)
         if s.eval_audio and s.eval_sentences and logger.writer:
             self._audio_sample(logger)
@@ -479,8 +571,39 @@ class Trainer:
 
 def train(settings: TrainingSettings, base_dir: str | Path, language: str | None = None, progress: bool = True,
           dataset_dir: str | Path = "dataset", run_dir: str | Path | None = None, log_dir: str | Path | None = None):
-    """Fine-tune from `base_dir` with `settings`; resumes the run's last checkpoint; returns the summary."""
-    return Trainer(settings, base_dir, language, dataset_dir, run_dir, log_dir).run(progress=progress)
+    """Fine-tune from `base_dir` with `settings`; resumes the run's last checkpoint; returns the summary.
+
+    With gpus > 1 this process starts that many data-parallel processes (torchrun) and returns rank 0's
+    summary; inside one of them (or one task of a multi-task SLURM job) it is that rank's part of the run."""
+    rank = distributed.current()
+    run_dir = Path(run_dir or settings.run_dir)
+    if settings.gpus > 1 and rank.world == 1:
+        distributed.check_gpus(settings.gpus, settings.device)
+        job = {"settings": settings.snapshot(), "base_dir": str(base_dir), "language": language,
+               "progress": progress, "dataset_dir": str(dataset_dir), "run_dir": str(run_dir),
+               "log_dir": str(log_dir or settings.tensorboard_dir)}
+        distributed.launch(settings.gpus, __name__ if __name__ != "__main__" else "xttsflow.train", job, run_dir,
+                           torch.get_num_threads())
+        return read_json(run_dir / paths.SUMMARY)
+    if rank.world != settings.gpus:
+        raise XttsflowError(f"train: this process is rank {rank.rank} of {rank.world} (torchrun or a SLURM job's "
+                            f"tasks) but train.gpus is {settings.gpus} — set gpus: {rank.world}, or start one task")
+    distributed.start(rank, resolve_device(settings, rank).type)
+    try:
+        return Trainer(settings, base_dir, language, dataset_dir, run_dir, log_dir).run(progress=progress)
+    finally:
+        distributed.stop(rank)
+
+
+def _ddp_worker(job_file: Path) -> None:
+    """One rank of a run that train() launched: the job it wrote, its failure sentence written back."""
+    rank = distributed.current()
+    job = read_json(job_file)
+    try:
+        train(load_settings(None, env_file=None, **job.pop("settings")), **job)
+    except XttsflowError as err:
+        distributed.record_error(job_file, rank, str(err))
+        raise
 
 
 def train_job(settings: dict, base_dir: str, dataset_dir: str, export_model: str, summary: str, log_dir: str,
@@ -520,8 +643,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="a training setting (highest priority), e.g. --set lora_rank=16")
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--ddp-job", type=Path, help=argparse.SUPPRESS)  # a rank that train() started
     args = parser.parse_args(argv)
     setup_console()
+    if not distributed.current().main:  # one voice in the log: the other ranks speak only of problems
+        logging.getLogger().setLevel(logging.WARNING)
+    if args.ddp_job:
+        return _ddp_worker(args.ddp_job)
     section = (yaml.safe_load(args.config.read_text()) or {}).get("train", {}) if args.config else {}
     settings = load_settings(section, **_parse_sets(args.sets))
     if args.threads:
@@ -533,7 +661,8 @@ def main(argv: list[str] | None = None) -> None:
         if base_model_kind(spec) != "folder" and not base.is_dir():
             prepare_base_model(spec, base, settings.accept_cpml)
     summary = train(settings, base, progress=not args.no_progress, dataset_dir=args.dataset)
-    print(f"trained {summary['steps']} steps; export: {settings.run_dir / 'export'}")
+    if distributed.current().main:  # the other ranks of a data-parallel run have no summary of their own
+        print(f"trained {summary['steps']} steps; export: {settings.run_dir / 'export'}")
 
 
 if __name__ == "__main__":

@@ -223,30 +223,58 @@ def clip_lengths(samples: list[dict]) -> list[int]:
     return [sf.info(sample["audio_file"]).frames for sample in samples]
 
 
+def rank_positions(size: int, batch_size: int, rank: int = 0, world: int = 1) -> list[int]:
+    """The positions of an epoch's order that rank `rank` of `world` reads, in order.
+
+    The order is cut into global batches of batch_size x world; each rank takes its own consecutive
+    slice of every one (as evenly as the last one allows), so the ranks' batches together are exactly
+    the batches of one process with batch_size x world.
+    """
+    if world == 1:
+        return list(range(size))
+    positions, step = [], batch_size * world
+    for start in range(0, size, step):
+        count = min(step, size - start)
+        positions += range(start + rank * count // world, start + (rank + 1) * count // world)
+    return positions
+
+
+def usable_clips(size: int, world: int, train: bool = True) -> int:
+    """Clips one training epoch reads: a multiple of the ranks, so that every rank steps as often as the others
+    (a rank without a batch would leave the others waiting for its gradients); all of them at world size 1."""
+    return size - size % world if train else size
+
+
 class EpochOrder(torch.utils.data.Sampler):
-    """One epoch's order (epoch_order) from `skip` items in, with each item's seed: resumable exactly."""
+    """One epoch's order (epoch_order) from `skip` items in, with each item's seed: resumable exactly.
+
+    With world > 1 it serves rank `rank`'s share (rank_positions); `skip` counts the clips of all ranks."""
 
     def __init__(self, size: int, seed: int, epoch: int, skip: int = 0, shuffle: bool = True,
-                 lengths: list[int] | None = None, group_batches: int = 0, batch_size: int = 1):
-        self.order = epoch_order(size, seed, epoch, shuffle, lengths, group_batches, batch_size)
-        self.seed, self.epoch, self.skip = seed, epoch, skip
+                 lengths: list[int] | None = None, group_batches: int = 0, batch_size: int = 1,
+                 rank: int = 0, world: int = 1):
+        order = epoch_order(size, seed, epoch, shuffle, lengths, group_batches, batch_size * world)
+        self.order = order[: usable_clips(len(order), world, train=shuffle)]
+        self.positions = [p for p in rank_positions(len(self.order), batch_size, rank, world) if p >= skip]
+        self.seed, self.epoch = seed, epoch
 
     def __iter__(self):
-        for position in range(self.skip, len(self.order)):
+        for position in self.positions:
             yield self.order[position], hash((self.seed, self.epoch, position)) & 0x7FFFFFFF
 
     def __len__(self) -> int:
-        return len(self.order) - self.skip
+        return len(self.positions)
 
 
 def loader(dataset: ClipDataset, batch_size: int, num_workers: int, seed: int, epoch: int, skip_batches: int = 0,
-           group_batches: int = 0):
+           group_batches: int = 0, rank: int = 0, world: int = 1):
     """Batches of one epoch from batch `skip_batches` on (train), or the whole split in order (eval).
 
-    group_batches > 0 groups the batches by clip length (epoch_order)."""
+    group_batches > 0 groups the batches by clip length (epoch_order). With world > 1, rank `rank`'s
+    batches of batch_size clips (skip_batches counts global batches of batch_size x world)."""
     lengths = dataset.lengths() if group_batches and not dataset.is_eval else None
-    order = EpochOrder(len(dataset), seed, epoch, skip_batches * batch_size, shuffle=not dataset.is_eval,
-                       lengths=lengths, group_batches=group_batches, batch_size=batch_size)
+    order = EpochOrder(len(dataset), seed, epoch, skip_batches * batch_size * world, shuffle=not dataset.is_eval,
+                       lengths=lengths, group_batches=group_batches, batch_size=batch_size, rank=rank, world=world)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=order, collate_fn=collate, num_workers=num_workers,
         # a private generator: worker seeding must not consume the global RNG that a resume restores
