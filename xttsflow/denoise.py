@@ -114,15 +114,15 @@ def denoise_file(audio: str | os.PathLike, out: str | os.PathLike, source: str |
 
     t0 = time.perf_counter()
     audio, out = Path(audio), Path(out)
-    where = f"denoise: source {source or audio.stem} ({audio})"
+    where = f"denoise: source {source or audio.stem}"
     if not audio.is_file():
-        raise XttsflowError(f"{where} does not exist — run the ingest stage first")
+        raise XttsflowError(f"{where}: {audio} does not exist — run the ingest stage first")
     try:
         info = sf.info(str(audio))
-    except (RuntimeError, sf.LibsndfileError) as err:
-        raise XttsflowError(f"{where}: {paths.damaged(audio, f'not readable audio: {err}')}") from None
-    if info.frames == 0 or info.samplerate <= 0:
-        raise XttsflowError(f"{where}: {paths.damaged(audio, 'it holds no samples')}")
+    except (RuntimeError, sf.LibsndfileError):
+        info = None
+    if info is None or info.frames <= 0 or info.samplerate <= 0:
+        raise XttsflowError(f"{where}: {paths.damaged(audio, 'not a FLAC with samples')}")
     rate, n_out = info.samplerate, info.frames
     subtype = info.subtype if info.subtype in ("PCM_16", "PCM_24") else "PCM_24"
     written = 0
@@ -153,7 +153,7 @@ def denoise_file(audio: str | os.PathLike, out: str | os.PathLike, source: str |
                 pending = buf[whole:]
                 emit(df.process(buf[:whole]))
         except XttsflowError as err:
-            raise XttsflowError(f"{where}: {err} — re-run its ingest or remove the source") from None
+            raise XttsflowError(f"{where}: {err}") from None
         # Flush: the pending part frame plus DELAY samples of silence push the last input through.
         tail = np.concatenate([pending, np.zeros(DELAY, np.float32)])
         tail = np.concatenate([tail, np.zeros(-len(tail) % df.frame, np.float32)])
