@@ -133,3 +133,15 @@ def test_workflow_segments_the_denoised_audio(ljspeech_dir, tmp_path):
     manifest = json.loads((work / f"segments/{source}.json").read_text())
     assert manifest["input"]["path"].endswith(f"raw/{source}.flac") and not manifest["config"]["denoise"]
     assert same(_bounds(manifest), cuts["noisy"])  # the plain path: the rule's segments are the noisy ones
+
+
+def test_segment_cli_denoises_first_and_keeps_the_source_name(ljspeech_dir, tmp_path):
+    from xttsflow.segment import main
+
+    _, noisy = _noisy_speech(ljspeech_dir, clips=1)
+    sf.write(tmp_path / "talk.flac", noisy / max(1.0, np.abs(noisy).max()), RATE, subtype="PCM_16", format="FLAC")
+    main([str(tmp_path / "talk.flac"), str(tmp_path / "segs"), str(tmp_path / "segs.json"), "--denoise"])
+    manifest = json.loads((tmp_path / "segs.json").read_text())
+    assert manifest["input"]["path"] == str(tmp_path / "talk.denoised.flac") and manifest["config"]["denoise"]
+    assert manifest["source"] == "talk" and [s["id"] for s in manifest["segments"]] == ["talk_0001"]
+    assert sf.info(tmp_path / "talk.denoised.flac").frames == len(noisy)

@@ -164,4 +164,4 @@ def denoise_file(audio: str | os.PathLike, out: str | os.PathLike, source: str |
     duration = n_out / rate
     log.info("%s: %.1f s denoised in %.1f s (%.2f x real time) -> %s", where, duration, took,
              took / max(duration, 1e-9), out)
-    return {"duration": duration, "seconds": took, "real_time_factor": took / max(duration, 1e-9)}
+    return {"path": out, "duration": duration, "seconds": took, "real_time_factor": took / max(duration, 1e-9)}
