@@ -129,6 +129,26 @@ def kept_quality(work: Path) -> dict:
             for k in ("ovrl", "bak", "sig", "snr_db")}
 
 
+def quality_by_label(work: Path, label: np.ndarray) -> dict[str, str]:
+    """Mean DNSMOS and SNR of the kept clips by what most of their speech is (clean target, target over
+    noise, ...): the same clips' scores with and without denoising, not only the mix of what was kept."""
+    kept = {row[0] for row in csv.reader((work / "dataset" / "metadata.csv").open(), delimiter="|")}
+    scores = {cid: clip for path in (work / "quality").glob("*.json")
+              for cid, clip in json.loads(path.read_text())["clips"].items()}
+    groups: dict[str, list[dict]] = {}
+    for manifest in (work / "segments").glob("*.json"):
+        for seg in json.loads(manifest.read_text())["segments"]:
+            if seg["id"] not in kept:
+                continue
+            span = label[round(seg["start"] * SR): round(seg["end"] * SR)]
+            speech = span[span > 0]
+            main = LABELS[int(np.bincount(speech, minlength=len(LABELS)).argmax())] if speech.size else "silence"
+            groups.setdefault(main, []).append(scores[seg["id"]])
+    return {name: f"{len(clips)} clips, OVRL {np.mean([c['ovrl'] for c in clips]):.2f} BAK "
+                  f"{np.mean([c['bak'] for c in clips]):.2f} SIG {np.mean([c['sig'] for c in clips]):.2f} SNR "
+                  f"{np.mean([c['snr_db'] for c in clips]):.1f} dB" for name, clips in sorted(groups.items())}
+
+
 def denoise_speed(work: Path, audio_s: float) -> float | None:
     """The denoise job's wall time x real time (its benchmark: file), or None where it did not run."""
     tsv = list((work / "logs" / "denoise").glob("*.benchmark.tsv"))
@@ -147,7 +167,7 @@ def compare_denoise(root: Path, common: dict, label: np.ndarray) -> None:
         work = root / name.replace(" ", "-")
         took = run_workflow(REPO / "Snakefile", work, config, {**os.environ, "PYTHONPATH": str(REPO)})
         rows[name] = {**score(work, label), **kept_quality(work), "speed": denoise_speed(work, label.size / SR),
-                      "seconds": round(took, 1)}
+                      "seconds": round(took, 1), "by_label": quality_by_label(work, label)}
     print(f"{'':34}" + "".join(f"{name:>16}" for name in rows))
     lines = [("kept clips", "clips", "{:.0f}"), ("kept speech s", "kept_s", "{:.1f}"),
              ("DNSMOS OVRL of kept (mean)", "ovrl", "{:.2f}"), ("DNSMOS BAK of kept (mean)", "bak", "{:.2f}"),
@@ -158,6 +178,8 @@ def compare_denoise(root: Path, common: dict, label: np.ndarray) -> None:
         print(f"{title:34}" + "".join(f"{'-' if r[key] is None else fmt.format(r[key]):>16}" for r in rows.values()))
     for name, r in rows.items():
         print(f"{name}: kept by label {r['kept_by_label_s']}")
+        for group, line in r["by_label"].items():
+            print(f"  kept, mostly {group}: {line}")
 
 
 def main() -> None:
