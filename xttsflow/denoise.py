@@ -91,22 +91,6 @@ class DeepFilter:
         self.close()
 
 
-def denoise_samples(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Denoise mono float32 samples in memory (tests, benchmarks); same length and rate, lag removed."""
-    from .audio import resample
-
-    x = resample(np.asarray(samples, dtype=np.float32), sample_rate, RATE)
-    with DeepFilter() as df:
-        pad = -(len(x) + DELAY) % df.frame
-        y = df.process(np.concatenate([x, np.zeros(DELAY + pad, np.float32)]))[DELAY:DELAY + len(x)]
-    out = resample(y, RATE, sample_rate)
-    return _fit(out, len(samples))
-
-
-def _fit(samples: np.ndarray, n: int) -> np.ndarray:
-    return samples[:n] if len(samples) >= n else np.concatenate([samples, np.zeros(n - len(samples), samples.dtype)])
-
-
 def denoise_file(audio: str | os.PathLike, out: str | os.PathLike, source: str | None = None) -> dict:
     """Write the denoised `audio` (a raw FLAC) to `out` (FLAC, same rate, length and sample format; mono),
     atomically; return what was done (duration, seconds taken)."""
