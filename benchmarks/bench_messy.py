@@ -1,6 +1,6 @@
 """The labelled "messy" recording: how much clean target speech the dataset keeps, and what else it keeps.
 
-    .venv/bin/python benchmarks/bench_messy.py [--baseline 9723098] [--keep DIR]
+    .venv/bin/python benchmarks/bench_messy.py [--baseline 9723098] [--keep DIR] [--denoise]
 
 Builds one recording from the LJSpeech clips in ../shared/fixtures (the target speaker) plus two espeak-ng
 voices (other speakers), synthetic music, noise, target speech over music (-6 dB SNR) and over noise (5 dB
@@ -10,6 +10,10 @@ baseline commit (`git archive` into a temporary folder, its own defaults) - and 
 in the recording (segments manifest) prints:
   recall: the share of the clean target speech seconds that the dataset kept (target >= 95%);
   contamination: the share of the kept non-silent seconds that are anything else (target <= 2%).
+
+With --denoise it runs this checkout twice instead, segment.denoise off and on (both with the quality
+screen, dataset.min_dnsmos_bak 3.0), and prints side by side: the mean DNSMOS OVRL/BAK/SIG and SNR of the
+kept clips (quality/{source}.json), recall, contamination, and the denoise job's time x real time.
 """
 
 from __future__ import annotations
@@ -116,10 +120,73 @@ def score(work: Path, label: np.ndarray) -> dict:
                                 for i, name in enumerate(LABELS) if i}}
 
 
+def kept_quality(work: Path) -> dict:
+    """Mean DNSMOS (OVRL, BAK, SIG) and SNR of the clips the dataset kept (quality screen on)."""
+    kept = {row[0] for row in csv.reader((work / "dataset" / "metadata.csv").open(), delimiter="|")}
+    clips = [clip for path in (work / "quality").glob("*.json")
+             for cid, clip in json.loads(path.read_text())["clips"].items() if cid in kept]
+    return {k: float(np.mean([c[k] for c in clips])) if clips else float("nan")
+            for k in ("ovrl", "bak", "sig", "snr_db")}
+
+
+def quality_by_label(work: Path, label: np.ndarray) -> dict[str, str]:
+    """Mean DNSMOS and SNR of the kept clips by what most of their speech is (clean target, target over
+    noise, ...): the same clips' scores with and without denoising, not only the mix of what was kept."""
+    kept = {row[0] for row in csv.reader((work / "dataset" / "metadata.csv").open(), delimiter="|")}
+    scores = {cid: clip for path in (work / "quality").glob("*.json")
+              for cid, clip in json.loads(path.read_text())["clips"].items()}
+    groups: dict[str, list[dict]] = {}
+    for manifest in (work / "segments").glob("*.json"):
+        for seg in json.loads(manifest.read_text())["segments"]:
+            if seg["id"] not in kept:
+                continue
+            span = label[round(seg["start"] * SR): round(seg["end"] * SR)]
+            speech = span[span > 0]
+            main = LABELS[int(np.bincount(speech, minlength=len(LABELS)).argmax())] if speech.size else "silence"
+            groups.setdefault(main, []).append(scores[seg["id"]])
+    return {name: f"{len(clips)} clips, OVRL {np.mean([c['ovrl'] for c in clips]):.2f} BAK "
+                  f"{np.mean([c['bak'] for c in clips]):.2f} SIG {np.mean([c['sig'] for c in clips]):.2f} SNR "
+                  f"{np.mean([c['snr_db'] for c in clips]):.1f} dB" for name, clips in sorted(groups.items())}
+
+
+def denoise_speed(work: Path, audio_s: float) -> float | None:
+    """The denoise job's wall time x real time (its benchmark: file), or None where it did not run."""
+    tsv = list((work / "logs" / "denoise").glob("*.benchmark.tsv"))
+    if not tsv:
+        return None
+    rows = list(csv.DictReader(tsv[0].open(), delimiter="\t"))
+    return float(rows[-1]["s"]) / audio_s
+
+
+def compare_denoise(root: Path, common: dict, label: np.ndarray) -> None:
+    screen = {"min_dnsmos_bak": 3.0}
+    runs = {"denoise off": {**common, "dataset": screen},
+            "denoise on": {**common, "dataset": screen, "segment": {"denoise": True}}}
+    rows = {}
+    for name, config in runs.items():
+        work = root / name.replace(" ", "-")
+        took = run_workflow(REPO / "Snakefile", work, config, {**os.environ, "PYTHONPATH": str(REPO)})
+        rows[name] = {**score(work, label), **kept_quality(work), "speed": denoise_speed(work, label.size / SR),
+                      "seconds": round(took, 1), "by_label": quality_by_label(work, label)}
+    print(f"{'':34}" + "".join(f"{name:>16}" for name in rows))
+    lines = [("kept clips", "clips", "{:.0f}"), ("kept speech s", "kept_s", "{:.1f}"),
+             ("DNSMOS OVRL of kept (mean)", "ovrl", "{:.2f}"), ("DNSMOS BAK of kept (mean)", "bak", "{:.2f}"),
+             ("DNSMOS SIG of kept (mean)", "sig", "{:.2f}"), ("SNR of kept, dB (mean)", "snr_db", "{:.1f}"),
+             ("clean-target recall %", "recall", "{:.1%}"), ("contamination %", "contamination", "{:.1%}"),
+             ("denoise time x real time", "speed", "{:.3f}"), ("workflow s", "seconds", "{:.1f}")]
+    for title, key, fmt in lines:
+        print(f"{title:34}" + "".join(f"{'-' if r[key] is None else fmt.format(r[key]):>16}" for r in rows.values()))
+    for name, r in rows.items():
+        print(f"{name}: kept by label {r['kept_by_label_s']}")
+        for group, line in r["by_label"].items():
+            print(f"  kept, mostly {group}: {line}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="9723098")
     parser.add_argument("--keep", help="keep the working folders here")
+    parser.add_argument("--denoise", action="store_true", help="compare segment.denoise off and on instead")
     args = parser.parse_args()
     if not (FIXTURES / "ljspeech").is_dir():
         raise SystemExit(f"needs the LJSpeech fixtures at {FIXTURES / 'ljspeech'} (set XTTSFLOW_FIXTURES)")
@@ -132,6 +199,9 @@ def main() -> None:
     base_config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     common = {**base_config, "sources": [{"path": str(recording), "speaker": "lj", "language": "en"}],
               "until": "dataset", "segment": {}, "dataset": {}}
+    if args.denoise:
+        compare_denoise(root, common, label)
+        return
     baseline_dir = root / "baseline-code"
     if not baseline_dir.is_dir():
         baseline_dir.mkdir()

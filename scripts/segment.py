@@ -15,5 +15,6 @@ with to_file(snakemake.log[0], outputs=snakemake.output):
             source=snakemake.wildcards.source,
         ),
         status=snakemake.output.status, files=[snakemake.output.manifest], dirs=[snakemake.output.segments],
-        upstream=[snakemake.input.ingest_status], policy=snakemake.config["on_source_error"],
+        upstream=[snakemake.input.ingest_status, *snakemake.input.upstream_status],
+        policy=snakemake.config["on_source_error"],
     )

@@ -120,6 +120,7 @@ class SegmentConfig(Options):
     target_dbfs: float = Field(-20.0, lt=0)
     peak_limit_dbfs: float = Field(-1.0, le=0)
     vad_threshold: float = Field(0.5, gt=0, lt=1)
+    denoise: bool = False
     sample_rate: Literal[TRAIN_SAMPLE_RATE] = TRAIN_SAMPLE_RATE
 
     @model_validator(mode="after")

@@ -41,6 +41,7 @@ URL_STATUS = "status/resolve_url/{url_id}.json"
 URL_ENTRIES = "sources/{url_id}.json"  # what a URL source expanded to (checkpoint resolve_url)
 RAW_AUDIO = "raw/{source}.flac"
 RAW_INFO = "raw/{source}.json"
+RAW_DENOISED = "raw/{source}.denoised.flac"  # rule denoise (only with segment.denoise)
 # segment
 SEGMENTS = "segments/{source}"  # {source}_{nnnn}.wav
 SEGMENTS_MANIFEST = "segments/{source}.json"
@@ -145,6 +146,7 @@ def references_by_run(root: str | os.PathLike = ".") -> dict[str, Path]:
 #: Output pattern -> the rule that writes it (a folder's pattern covers the files inside it).
 PRODUCERS = {
     URL_ENTRIES: "resolve_url", RAW_AUDIO: "ingest_local / ingest_url", RAW_INFO: "ingest_local / ingest_url",
+    RAW_DENOISED: "denoise",
     SEGMENTS_MANIFEST: "segment", SEGMENTS: "segment", TRANSCRIPT: "transcribe", EMBEDDINGS: "speaker_embed",
     DATASET: "dataset", BASE_MODEL: "base_model", RUN_DIR: "train", TENSORBOARD: "train",
     REFERENCES: "references", SAMPLES_MANIFEST: "synthesize", SAMPLES: "synthesize", SCORES: "score / score_real",

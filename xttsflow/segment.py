@@ -394,7 +394,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--source", help="source id used in segment names (default: from --info, else INPUT's stem)")
     p.add_argument("--speaker")
     p.add_argument("--language")
+    p.add_argument("--denoise", action="store_true",
+                   help="first denoise INPUT (WAV or FLAC) with DeepFilterNet3 into INPUT's stem + .denoised.flac "
+                        "beside it, and segment that (segment.denoise)")
     for name in SegmentConfig.model_fields:
+        if name == "denoise":
+            continue
         flag = {"min_duration": "--min", "max_duration": "--max", "silence_thresh_dbfs": "--thresh"}.get(name)
         names = [flag, "--" + name.replace("_", "-")] if flag else ["--" + name.replace("_", "-")]
         default = getattr(defaults, name)
@@ -403,7 +408,15 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     setup_console()
     cfg = parse(SegmentConfig, {name: getattr(args, name) for name in SegmentConfig.model_fields})
-    result = segment_file(args.input, args.out_dir, args.manifest, cfg, info=args.info, source=args.source,
+    audio, info = Path(args.input), args.info
+    if cfg.denoise:
+        from .denoise import denoise_file
+
+        # the ingest record (or else the name) of the original input names the source, not the denoised copy's
+        info = info or (str(audio.with_suffix(".json")) if audio.with_suffix(".json").is_file() else None)
+        args.source = args.source or (None if info else audio.stem)
+        audio = denoise_file(audio, audio.with_name(audio.stem + ".denoised.flac"), source=args.source)["path"]
+    result = segment_file(audio, args.out_dir, args.manifest, cfg, info=info, source=args.source,
                           speaker=args.speaker, language=args.language)
     print(f"{len(result['segments'])} segments in {args.out_dir}, manifest {args.manifest}")
 
