@@ -182,11 +182,28 @@ def compare_denoise(root: Path, common: dict, label: np.ndarray) -> None:
             print(f"  kept, mostly {group}: {line}")
 
 
+def compare_thresholds(root: Path, common: dict, label: np.ndarray, pairs: list[tuple[float, float]]) -> None:
+    """The speaker screen's two thresholds swept in one working folder: only the dataset job re-runs."""
+    work = root / "thresholds"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    screen = {"min_dnsmos_bak": 3.0}
+    print(f"{'speaker_similarity':>18} {'window_similarity':>18} {'kept clips':>10} {'recall %':>9} "
+          f"{'contamination %':>16} {'kept s':>7}  kept by label s")
+    for clip_t, window_t in pairs:
+        config = {**common, "dataset": {**screen, "speaker_similarity": clip_t, "window_similarity": window_t}}
+        run_workflow(REPO / "Snakefile", work, config, env)
+        r = score(work, label)
+        print(f"{clip_t:18.2f} {window_t:18.2f} {r['clips']:10d} {100 * r['recall']:9.1f} "
+              f"{100 * r['contamination']:16.1f} {r['kept_s']:7.1f}  {r['kept_by_label_s']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default="9723098")
     parser.add_argument("--keep", help="keep the working folders here")
     parser.add_argument("--denoise", action="store_true", help="compare segment.denoise off and on instead")
+    parser.add_argument("--thresholds", nargs="+", metavar="CLIP:WINDOW",
+                        help="sweep dataset.speaker_similarity:window_similarity pairs instead, e.g. 0.75:0.65 0.7:0.6")
     args = parser.parse_args()
     if not (FIXTURES / "ljspeech").is_dir():
         raise SystemExit(f"needs the LJSpeech fixtures at {FIXTURES / 'ljspeech'} (set XTTSFLOW_FIXTURES)")
@@ -201,6 +218,9 @@ def main() -> None:
               "until": "dataset", "segment": {}, "dataset": {}}
     if args.denoise:
         compare_denoise(root, common, label)
+        return
+    if args.thresholds:
+        compare_thresholds(root, common, label, [tuple(map(float, pair.split(":"))) for pair in args.thresholds])
         return
     baseline_dir = root / "baseline-code"
     if not baseline_dir.is_dir():

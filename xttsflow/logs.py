@@ -42,9 +42,6 @@ def to_file(path: str | Path, outputs: Iterable[str | Path] = ()) -> Iterator[No
             logging.getLogger("xttsflow").error("%s", sentence, exc_info=err)
             # SystemExit with a message: Python prints just that line on stderr (Snakemake's console), exit 1.
             raise SystemExit(sentence) from None
-            logging.getLogger("xttsflow").error("%s", err, exc_info=err)
-            # SystemExit with a message: Python prints just that line on stderr (Snakemake's console), exit 1.
-            raise SystemExit(str(err)) from None
         finally:
             root.removeHandler(handler)
 
