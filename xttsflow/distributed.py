@@ -1,8 +1,8 @@
 """Data-parallel training on several processes: who this process is, the process group, the launch.
 
 A process is one rank of a data-parallel run when torchrun started it (RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR/PORT in its environment) or when SLURM did, as one task of a job with several (`srun`:
-SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; the rendezvous is the job's first node) — that second way is
+MASTER_ADDR/PORT in its environment) or when SLURM did, as one task of an `srun` step with several
+(SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID; the rendezvous is the job's first node) — that second way is
 what spans several nodes. Anything else is the one process of a plain run, whose code paths stay as they
 were: every collective below is a no-op at world size 1.
 """
@@ -42,8 +42,10 @@ def current() -> Rank:
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env:
         return Rank(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
-    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
-        return Rank(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0)))
+    # SLURM_STEP_NUM_TASKS, not SLURM_NTASKS: only a task of an srun step is a rank; a process that merely runs
+    # inside a multi-task allocation (the batch script, an salloc shell, a workflow job) is not.
+    if int(env.get("SLURM_STEP_NUM_TASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        return Rank(int(env["SLURM_PROCID"]), int(env["SLURM_STEP_NUM_TASKS"]), int(env.get("SLURM_LOCALID", 0)))
     return Rank()
 
 
