@@ -85,6 +85,7 @@ class TrainConfig(Options):
     grad_accum_steps: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     seed: int = Field(1234, ge=0)
+    fused_optimizer: bool = True
     # --- checkpoints and logs
     use_tensorboard: bool = True
     log_every_n_steps: int = Field(10, ge=1)
