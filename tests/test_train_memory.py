@@ -1,5 +1,6 @@
-"""Memory and speed options of the train stage on the tiny XTTS: gradient checkpointing gives the plain path's
-losses and weights; length-grouped batches keep a random, exactly resumable order with less padding."""
+"""Memory and speed options of the train stage on the tiny XTTS: gradient checkpointing and the fused AdamW give
+the plain path's losses and weights; length-grouped batches keep a random, exactly resumable order with less
+padding."""
 
 from __future__ import annotations
 
@@ -67,6 +68,39 @@ def test_grouped_batches_resume_exactly(tmp_path):
     straight_losses, straight = _run(tmp_path / "straight", max_steps=6, **common)
     _run(tmp_path / "resumed", max_steps=3, **common)  # stops mid-epoch (4 batches an epoch)
     resumed_losses, resumed = _run(tmp_path / "resumed", max_steps=6, **common)
+    torch.testing.assert_close(torch.tensor(resumed_losses), torch.tensor(straight_losses), rtol=0, atol=1e-6)
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_fused_adamw_gives_the_plain_losses_and_weights(tmp_path):
+    # full fine-tuning: every GPT tensor goes through the optimizer, with weight decay and clipping
+    common = dict(max_steps=4, use_lora=False, learning_rate=1e-3, weight_decay=0.1, max_grad_norm=0.5)
+    plain_losses, plain = _run(tmp_path / "plain", fused_optimizer=False, **common)
+    fused_losses, fused = _run(tmp_path / "fused", fused_optimizer=True, **common)
+    assert len(plain_losses) == 4 and plain_losses[-1] < plain_losses[0]  # the weights moved
+    torch.testing.assert_close(torch.tensor(fused_losses), torch.tensor(plain_losses), rtol=0, atol=1e-5)
+    assert plain.keys() == fused.keys()
+    for name, value in plain.items():
+        torch.testing.assert_close(fused[name], value, rtol=0, atol=1e-5)
+
+
+def test_fused_optimizer_is_the_fused_kernel_and_part_of_the_fingerprint(tmp_path):
+    fused = Trainer(settings(max_steps=1), tiny_base(), **folders(tmp_path / "fused"))
+    plain = Trainer(settings(max_steps=1, fused_optimizer=False), tiny_base(), **folders(tmp_path / "plain"))
+    assert fused.optimizer.defaults["fused"] and not plain.optimizer.defaults["fused"]  # on by default
+    # the update differs in float rounding, so a switched run starts over rather than mixing the two
+    assert fused.fingerprint != plain.fingerprint
+
+
+@pytest.mark.slow
+def test_fused_adamw_resumes_exactly(tmp_path):
+    common = dict(use_lora=False, fused_optimizer=True, learning_rate=1e-3, save_every_n_steps=100)
+    straight_losses, straight = _run(tmp_path / "straight", max_steps=6, **common)
+    _run(tmp_path / "resumed", max_steps=3, **common)  # stops mid-epoch (4 batches an epoch)
+    resumed_losses, resumed = _run(tmp_path / "resumed", max_steps=6, **common)
+    assert len(resumed_losses) == 6
     torch.testing.assert_close(torch.tensor(resumed_losses), torch.tensor(straight_losses), rtol=0, atol=1e-6)
     for name, value in straight.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6)

@@ -87,6 +87,7 @@ class TrainConfig(Options):
     max_grad_norm: float | None = Field(1.0, gt=0)
     gpt_dropout: float | None = Field(None, ge=0, lt=1)
     seed: int = Field(1234, ge=0)
+    fused_optimizer: bool = True
     # --- checkpoints and logs
     use_tensorboard: bool = True
     log_every_n_steps: int = Field(10, ge=1)

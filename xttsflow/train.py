@@ -252,7 +252,8 @@ class Trainer:
         self.step_module = self._data_parallel()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            self.params, lr=s.learning_rate, betas=(0.9, 0.96), eps=1e-8, weight_decay=s.weight_decay
+            self.params, lr=s.learning_rate, betas=(0.9, 0.96), eps=1e-8, weight_decay=s.weight_decay,
+            fused=s.fused_optimizer,  # one kernel for all parameters: the same update, less step time
         )
         self.global_batch = s.batch_size * self.rank.world
         self.batches_per_epoch = math.ceil(
