@@ -86,12 +86,19 @@ def test_fused_adamw_gives_the_plain_losses_and_weights(tmp_path):
         torch.testing.assert_close(fused[name], value, rtol=0, atol=1e-5)
 
 
-def test_fused_optimizer_is_the_fused_kernel_and_part_of_the_fingerprint(tmp_path):
+def test_fused_optimizer_is_the_fused_kernel_and_a_run_may_switch_it(tmp_path):
     fused = Trainer(settings(max_steps=1), tiny_base(), **folders(tmp_path / "fused"))
     plain = Trainer(settings(max_steps=1, fused_optimizer=False), tiny_base(), **folders(tmp_path / "plain"))
     assert fused.optimizer.defaults["fused"] and not plain.optimizer.defaults["fused"]  # on by default
-    # the update differs in float rounding, so a switched run starts over rather than mixing the two
-    assert fused.fingerprint != plain.fingerprint
+    # the same update up to float rounding (the test above): a run begun plain resumes fused, and a run
+    # begun before the option existed (its fingerprint lacks it, and gpt_dropout) still resumes
+    assert fused.fingerprint == plain.fingerprint
+    assert "fused_optimizer" not in fused.fingerprint and "gpt_dropout" not in fused.fingerprint
+    assert "gpt_dropout" in Trainer(settings(max_steps=1, gpt_dropout=0.0), tiny_base(),
+                                    **folders(tmp_path / "nodrop")).fingerprint
+    _run(tmp_path / "switched", max_steps=2, fused_optimizer=False)
+    losses, _ = _run(tmp_path / "switched", max_steps=3)  # the plain optimizer's state, stepped by the fused one
+    assert len(losses) == 3
 
 
 @pytest.mark.slow

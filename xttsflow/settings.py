@@ -226,8 +226,13 @@ class TrainingSettings(TrainConfig, BaseSettings):
             "gpus",  # a run continues on another number of processes (Trainer.restore says what changes)
             "gradient_checkpointing",  # recomputes activations; the weights come out the same
             "gpu_memory_gb",  # what it plans (batch_size, grad_accum_steps) goes into the run's fingerprint
+            "fused_optimizer",  # the same AdamW update in one kernel (weights within ~1e-7): a run may switch it
         }
-        return {k: v for k, v in self.snapshot().items() if k not in ignore}
+        # Settings added since checkpoints were first written, at the value that reproduces the old behaviour,
+        # are left out: a run begun before the upgrade still resumes (its checkpoint's fingerprint lacks them).
+        unchanged = {"gpt_dropout": None}
+        return {k: v for k, v in self.snapshot().items()
+                if k not in ignore and not (k in unchanged and v == unchanged[k])}
 
 
 def _user_message(err: ValidationError) -> str:
