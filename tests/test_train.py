@@ -85,6 +85,10 @@ def test_full_finetune_trains_the_gpt_and_nothing_else(tmp_path):
     changed = {k.split(".")[1] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"gpt"}, changed
     assert not (trainer.run_dir / "lora").exists()
+    # best_model.pt is for the export: the GPT's weights without AdamW's moments (2/3 of a full checkpoint)
+    best, last = trainer.run_dir / "best_model.pt", checkpoints.periodic(trainer.run_dir)[-1]
+    assert "optimizer" not in checkpoints.load_state(best) and "optimizer" in checkpoints.load_state(last)
+    assert best.stat().st_size < 0.5 * last.stat().st_size
     audio = tensorboard_events(trainer.log_dir).Audio("eval/sample_1")  # a synthesized sample per validation
     assert [a.step for a in audio] == [2] and audio[0].sample_rate == 24000 and audio[0].length_frames > 0
 

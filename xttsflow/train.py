@@ -351,9 +351,12 @@ class Trainer:
         return path
 
     def save_best(self, val: dict) -> None:
+        """The best weights for the export, without the optimizer, scheduler and RNG states: a run resumes from
+        its periodic checkpoints only, and for full fine-tuning AdamW's moments are 2/3 of a checkpoint."""
         state = self._state()
         if self.rank.main:
-            checkpoints.save(self.run_dir / checkpoints.BEST, {**state, "val": val})
+            kept = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "scaler", "rng", "rng_ranks")}
+            checkpoints.save(self.run_dir / checkpoints.BEST, {**kept, "val": val})
 
     def load_trainable(self, weights: dict) -> None:
         gpt = self.model.xtts.gpt
