@@ -9,7 +9,6 @@ were: every collective below is a no-op at world size 1.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -17,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_json
 from .errors import XttsflowError
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def launch(processes: int, module: str, job: dict, run_dir: Path, threads: int) 
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     job_file = run_dir / ".ddp_job.json"
-    job_file.write_text(json.dumps(job))
+    write_json(job_file, job)
     for stale in run_dir.glob(".ddp_error.*"):
         stale.unlink()
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",

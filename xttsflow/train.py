@@ -500,9 +500,12 @@ class Trainer:
         val = evaluate(self.model, val_loader, self.device, self.amp_dtype, self.rank) if len(self.val_set) else {}
         score = val.get("loss")
         if score is None:  # no validation clips: fall back to the recent training loss
-            logged = [h["loss"] for h in self.history if "loss" in h]
-            pooled = distributed.sums(self.rank, {"loss": window["loss"], "batches": window["batches"]})
-            score = logged[-1] if logged else pooled["loss"] / max(1, pooled["batches"])
+            logged = [h["loss"] for h in self.history if "loss" in h]  # the same on every rank
+            if logged:
+                score = logged[-1]
+            else:
+                pooled = distributed.sums(self.rank, {"loss": window["loss"], "batches": window["batches"]})
+                score = pooled["loss"] / max(1, pooled["batches"])
         logger.scalars("val", val, self.step)
         self.history.append({"step": self.step, "epoch": self.epoch, **{f"val_{k}": v for k, v in val.items()}})
         log.info("epoch %d, step %d: validation %s", self.epoch, self.step,
@@ -586,8 +589,7 @@ def train(settings: TrainingSettings, base_dir: str | Path, language: str | None
         job = {"settings": settings.snapshot(), "base_dir": str(base_dir), "language": language,
                "progress": progress, "dataset_dir": str(dataset_dir), "run_dir": str(run_dir),
                "log_dir": str(log_dir or settings.tensorboard_dir)}
-        distributed.launch(settings.gpus, __name__ if __name__ != "__main__" else "xttsflow.train", job, run_dir,
-                           torch.get_num_threads())
+        distributed.launch(settings.gpus, "xttsflow.train", job, run_dir, torch.get_num_threads())
         return read_json(run_dir / paths.SUMMARY)
     if rank.world != settings.gpus:
         raise XttsflowError(f"train: this process is rank {rank.rank} of {rank.world} (torchrun or a SLURM job's "
