@@ -103,13 +103,23 @@ def run_workflow(snakefile: Path, work: Path, config: dict, env: dict) -> float:
     return time.perf_counter() - t0
 
 
+def placed_clips(work: Path, dataset: str = "dataset") -> list[dict]:
+    """Every segment (manifests) and every piece the dataset cut from one (clips.json), with its place in the
+    recording (start, end in seconds)."""
+    placed = [seg for manifest in (work / "segments").glob("*.json")
+              for seg in json.loads(manifest.read_text())["segments"]]
+    listing = work / dataset / "clips.json"
+    if listing.is_file():  # older code (the baseline) writes no pieces
+        placed += [c for c in json.loads(listing.read_text())["clips"] if c.get("cut_from")]
+    return placed
+
+
 def score(work: Path, label: np.ndarray) -> dict:
     kept = {row[0] for row in csv.reader((work / "dataset" / "metadata.csv").open(), delimiter="|")}
     in_kept = np.zeros(label.size, bool)
-    for manifest in (work / "segments").glob("*.json"):
-        for seg in json.loads(manifest.read_text())["segments"]:
-            if seg["id"] in kept:
-                in_kept[round(seg["start"] * SR): round(seg["end"] * SR)] = True
+    for seg in placed_clips(work):
+        if seg["id"] in kept:
+            in_kept[round(seg["start"] * SR): round(seg["end"] * SR)] = True
     speech = label > 0
     target = label == LABELS.index("target")
     kept_speech = in_kept & speech

@@ -72,6 +72,9 @@ class Clip:
     reasons: dict[str, str] = field(default_factory=dict)  # filter -> why, in FILTERS order when written
     split: str = ""
     speaker_similarity: float | None = None
+    parent: str | None = None  # the segment a piece was cut from (xttsflow.turns); its samples are in memory
+    samples: np.ndarray | None = None
+    rate: int = 0
 
     def reject(self, filter_name: str, why: str) -> None:
         self.reasons.setdefault(filter_name, why)
@@ -190,7 +193,7 @@ def _check_quality(clips: list[Clip], sources: Sequence[SourceFiles], config: Da
     limits = (("ovrl", config.min_dnsmos_ovrl, "DNSMOS OVRL"), ("bak", config.min_dnsmos_bak, "DNSMOS BAK"),
               ("snr_db", config.min_snr_db, "SNR"))
     for clip in clips:
-        found = scores.get(clip.id)
+        found = scores.get(clip.parent or clip.id)  # a piece inherits the scores of the segment it was cut from
         if found is None:
             clip.reject("quality", "no quality scores for this clip (re-run its quality job)")
             continue
@@ -228,11 +231,13 @@ def _check_text_rate(clips: list[Clip], config: DatasetConfig) -> None:
                                          f"(quartiles +- {k} IQR)")
 
 
-def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: DatasetConfig) -> None:
+def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: DatasetConfig) -> dict[str, np.ndarray]:
     """Reject clips far from their speaker's voice: a pinned source's reference clip (`reference:`), else the
-    speaker's centroid, fit over that speaker's unpinned sources (a pinned source's other voice would pull it)."""
+    speaker's centroid, fit over that speaker's unpinned sources (a pinned source's other voice would pull it).
+
+    Returns each screened clip's yardstick (unit vector), which a piece cut from it is judged against."""
     if config.speaker_similarity is None:
-        return
+        return {}
     from .speaker import read_embeddings, read_reference, read_windows
 
     vectors: dict[str, np.ndarray] = {}
@@ -253,6 +258,7 @@ def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: D
         if reference is not None:
             references[files.source] = reference
     groups: dict[tuple[str, str | None], list[Clip]] = defaultdict(list)  # (speaker, pinned source or None)
+    targets: dict[str, np.ndarray] = {}
     for clip in clips:
         if clip.id in vectors:
             groups[clip.speaker, clip.source if clip.source in references else None].append(clip)
@@ -266,6 +272,7 @@ def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: D
         else:
             target = _unit_rows(references[pinned][None])[0]
             similarity, yardstick = _unit_rows(stacked) @ target, f"{pinned}'s reference clip"
+        targets.update((clip.id, target) for clip in members)
         for clip, sim in zip(members, similarity, strict=True):
             clip.speaker_similarity = round(float(sim), 4)
             if sim < config.speaker_similarity:
@@ -281,6 +288,45 @@ def _check_speakers(clips: list[Clip], sources: Sequence[SourceFiles], config: D
                 clip.reject("speaker", f"{int((sims < config.window_similarity).sum())} of {len(sims)} 1.6 s "
                                        f"windows below {config.window_similarity} similarity to {yardstick} "
                                        f"(lowest {sims.min():.2f}): another voice in the segment")
+    return targets
+
+
+def _split_voices(clips: list[Clip], targets: dict[str, np.ndarray], config: DatasetConfig,
+                  xtts: XttsText) -> list[Clip]:
+    """The target's pieces of the segments the speaker screen alone rejected (xttsflow.turns), as new clips
+    that then face every text filter; the segment stays rejected, its reason naming what was kept."""
+    from .audio import read_wav
+    from .turns import target_pieces
+
+    if not config.split_voices or config.window_similarity is None:
+        return []
+    pieces = []
+    for clip in clips:
+        if set(clip.reasons) != {"speaker"} or clip.id not in targets or not clip.segment.get("words"):
+            continue
+        samples, rate = read_wav(clip.wav)
+        found = target_pieces(samples, rate, clip.segment["words"], targets[clip.id],
+                              window_threshold=config.window_similarity, clip_threshold=config.speaker_similarity,
+                              windows_below=WINDOWS_BELOW, min_duration=config.min_duration)
+        offset = float(clip.segment.get("start") or 0.0)
+        for k, found_piece in enumerate(found, 1):
+            a, b = round(found_piece.start * rate), round(found_piece.end * rate)
+            shift = found_piece.start
+            words = [{**w, "start": round(w["start"] - shift, 3), "end": round(w["end"] - shift, 3)}
+                     for w in found_piece.words]
+            piece = Clip(f"{clip.id}-part{k}", clip.source, clip.speaker, clip.language, clip.wav,
+                         duration=(b - a) / rate, speaker_similarity=found_piece.similarity, parent=clip.id,
+                         samples=samples[a:b], rate=rate,
+                         segment={**clip.segment, "text": found_piece.text, "words": words, "duration": (b - a) / rate,
+                                  "start": round(offset + a / rate, 3), "end": round(offset + b / rate, 3)})
+            _check_text(piece, config, xtts)
+            pieces.append(piece)
+        if found:
+            clip.reasons["speaker"] += "; its target's part cut out as " + ", ".join(
+                f"{p.id} ({p.duration:.1f} s)" for p in pieces[-len(found):])
+    if pieces:
+        log.info("dataset: %d pieces in the target's voice cut from segments that hold another voice", len(pieces))
+    return pieces
 
 
 def _unit_rows(rows: np.ndarray) -> np.ndarray:
@@ -329,6 +375,16 @@ def assign_split(clips: list[Clip], val_fraction: float, min_val_clips: int) -> 
 # ---------- writing ----------
 
 
+def _write_wav(clip: Clip, path: Path) -> str:
+    """A segment's file linked into the dataset (link_or_copy's word for how), a piece's samples written."""
+    if clip.samples is None:
+        return link_or_copy(clip.wav, path)
+    from .audio import write_wav
+
+    write_wav(path, clip.samples, clip.rate)
+    return "written"
+
+
 def _ljspeech_lines(clips: list[Clip]) -> str:
     return "".join(f"{c.id}|{c.text}|{c.normalized_text}\n" for c in clips)
 
@@ -362,7 +418,9 @@ def clip_records(clips: list[Clip]) -> list[dict]:
         logprob = seg.get("avg_logprob")
         records.append({
             "id": c.id, "source": c.source, "speaker": c.speaker, "language": xtts_language(c.language) or c.language,
-            "file": str(c.wav), "kept": not c.reasons, "split": c.split or None, "duration": round(c.duration, 3),
+            "file": str(c.wav) if c.samples is None or not c.reasons else "", "cut_from": c.parent,
+            "start": seg.get("start"), "end": seg.get("end"), "kept": not c.reasons, "split": c.split or None,
+            "duration": round(c.duration, 3),
             "text": c.text or clean(seg.get("text", "")), "normalized_text": c.normalized_text, "tokens": c.tokens,
             "scores": {"confidence": round(math.exp(logprob), 4) if logprob is not None else None,
                        "avg_logprob": logprob, "no_speech_prob": seg.get("no_speech_prob"),
@@ -445,14 +503,14 @@ FILTER_STAGE = {"untranscribed": "transcribe"}
 def account(manifest: Path, clips: list[Clip]) -> dict:
     """One source's seconds: decoded -> in segments -> transcribed -> kept, and each drop's stage and reason.
 
-    A rejected clip's seconds are charged to its first failed filter (FILTERS order), so the drops add up
-    to decoded minus kept.
+    A rejected clip's seconds are charged to its first failed filter (FILTERS order), less the seconds of
+    the pieces cut from it (charged as clips of their own), so the drops add up to decoded minus kept.
     """
     try:
         record = read_json(manifest)
     except (OSError, ValueError, XttsflowError):
         record = {}
-    in_segments = float(record.get("segments_duration") or sum(c.duration for c in clips))
+    in_segments = float(record.get("segments_duration") or sum(c.duration for c in clips if not c.parent))
     dropped: Counter = Counter()
     for piece in record.get("dropped", []):
         dropped[f"segment: {piece.get('reason', 'dropped')}"] += float(piece.get("duration", 0.0))
@@ -460,14 +518,18 @@ def account(manifest: Path, clips: list[Clip]) -> dict:
     # what no segment holds: pauses beyond keep_silence_ms, silence, and the dropped pieces listed above
     dropped["segment: silence and pauses outside segments"] += max(0.0, decoded - in_segments - sum(dropped.values()))
     transcribed = kept = 0.0
+    cut_out: Counter = Counter()  # segment id -> seconds of the pieces cut from it
+    for c in clips:
+        if c.parent:
+            cut_out[c.parent] += c.duration
     for clip in clips:
-        if "untranscribed" not in clip.reasons:
+        if "untranscribed" not in clip.reasons and not clip.parent:
             transcribed += clip.duration
         if not clip.reasons:
             kept += clip.duration
             continue
         first = next(f for f in FILTERS if f in clip.reasons)
-        dropped[f"{FILTER_STAGE.get(first, 'dataset')}: {first}"] += clip.duration
+        dropped[f"{FILTER_STAGE.get(first, 'dataset')}: {first}"] += clip.duration - cut_out[clip.id]
     return {"decoded": round(decoded, 3), "in_segments": round(in_segments, 3), "transcribed": round(transcribed, 3),
             "kept": round(kept, 3), "dropped": {k: round(v, 3) for k, v in sorted(dropped.items()) if v > 0}}
 
@@ -522,12 +584,15 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
         if "untranscribed" not in clip.reasons:
             _check_text(clip, config, xtts)
         _check_transcript_quality(clip, config)
-    _check_speakers(clips, sources, config)
+    targets = _check_speakers(clips, sources, config)
+    clips += _split_voices(clips, targets, config, xtts)
     _check_quality(clips, sources, config)
     _check_text_rate(clips, config)
 
     kept = [c for c in clips if not c.reasons]
     rejected = [c for c in clips if c.reasons]
+    for piece in (c for c in kept if c.parent):
+        piece.wav = out_dir / paths.WAVS / f"{piece.id}.wav"  # where the review page and the voices find it
     manifests = {files.source: files.manifest for files in sources}
     accounts = {}
     for source, info in per_source.items():
@@ -554,7 +619,7 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
 
     with atomic_dir(out_dir) as tmp:
         (tmp / paths.WAVS).mkdir()
-        links = Counter(link_or_copy(c.wav, tmp / paths.WAVS / f"{c.id}.wav") for c in kept)
+        links = Counter(_write_wav(c, tmp / paths.WAVS / f"{c.id}.wav") for c in kept)
         write_text(tmp / LJSPEECH_FILES["all"], _ljspeech_lines(kept))
         write_text(tmp / LJSPEECH_FILES["train"], _ljspeech_lines(train))
         write_text(tmp / LJSPEECH_FILES["val"], _ljspeech_lines(val))
@@ -569,7 +634,9 @@ def build_dataset(sources: Sequence[SourceFiles], out_dir: str | Path, config: D
         stats = {
             **_summary(kept),
             "hours": round(sum(c.duration for c in kept) / 3600, 4),
-            "segments_in": len(clips),
+            "segments_in": sum(not c.parent for c in clips),
+            "pieces_cut": {"clips": sum(bool(c.parent) for c in clips), "kept": sum(bool(c.parent) for c in kept),
+                           "kept_s": round(sum(c.duration for c in kept if c.parent), 3)},
             "rejected": len(rejected),
             "rejected_by_filter": {f: n for f in FILTERS if (n := sum(f in c.reasons for c in clips))},
             "train": _summary(train),
@@ -633,7 +700,7 @@ def main(argv: list[str] | None = None) -> None:
         flag = "--" + name.replace("_", "-")
         if name == "ignore_flags":
             parser.add_argument(flag, nargs="*", default=[], help="flag names not to reject for")
-        elif name == "reject_flagged":
+        elif isinstance(value, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
             kind = {int: int, float: float}.get(type(value), str)

@@ -180,6 +180,7 @@ class DatasetConfig(Options):
     min_snr_db: float | None = None
     chars_per_second_iqr: float | None = Field(None, gt=0)
     window_similarity: float | None = Field(0.65, ge=-1, le=1)
+    split_voices: bool = True
 
     @property
     def screens_quality(self) -> bool:

@@ -61,8 +61,8 @@ class Dnsmos:
         audio = np.asarray(samples, np.float32)
         if audio.size == 0:
             raise ValueError("no samples")
-        if audio.size < need:
-            audio = np.tile(audio, math.ceil(need / audio.size))
+        if audio.size < need:  # one window of the clip repeated (Microsoft's script slides over the doubled
+            audio = np.tile(audio, math.ceil(need / audio.size))[:need]  # clip: 5 windows of a 7 s one, 3.6x the time
         hops = int(np.floor(audio.size / DNSMOS_RATE) - WINDOW_S) + 1
         windows = np.stack([audio[k * DNSMOS_RATE: k * DNSMOS_RATE + need] for k in range(max(1, hops))])
         raw = np.stack([self.session.run(None, {self.input: w[np.newaxis, :]})[0][0] for w in windows])

@@ -42,12 +42,17 @@ def _encoder(device: str):
 
 def _load(path: Path) -> np.ndarray:
     """A clip as Resemblyzer's preprocessed 16 kHz waveform (volume-normalised, long silences trimmed)."""
-    from resemblyzer import preprocess_wav
-
     try:
         wav, rate = read_wav(path)
     except (RuntimeError, sf.LibsndfileError) as err:
         raise XttsflowError(f"speaker: {path} is not a readable audio file ({err}) — re-run the segment stage") from err
+    return prepare(wav, rate)
+
+
+def prepare(wav: np.ndarray, rate: int) -> np.ndarray:
+    """Samples at any rate as the encoder's input: 16 kHz, volume-normalised, long silences trimmed."""
+    from resemblyzer import preprocess_wav
+
     if not np.any(wav):
         return wav[:0]
     wav = resample(wav, rate, ENCODER_SAMPLE_RATE)
@@ -58,6 +63,11 @@ def _load(path: Path) -> np.ndarray:
     from resemblyzer.hparams import audio_norm_target_dBFS
 
     return normalize_volume(wav, audio_norm_target_dBFS, increase_only=True)
+
+
+def embed_prepared(wavs: list[np.ndarray], device: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """embed_files_and_windows for waveforms already made by `prepare` (pieces cut in memory)."""
+    return _embed_batch(_encoder(resolve_device(device)), wavs)
 
 
 def embed_files(paths: Sequence[str | os.PathLike], device: str = "auto", threads: int | None = None,
@@ -89,6 +99,26 @@ def embed_files_and_windows(paths: Sequence[str | os.PathLike], device: str = "a
         windows.append(partials)
         owners.append(owner + start)
     return out, np.concatenate(windows).astype(np.float32), np.concatenate(owners).astype(np.int32)
+
+
+def embed_windows_at(wav: np.ndarray, rate: int, centres: Sequence[float], device: str = "auto") -> np.ndarray:
+    """Unit embeddings [len(centres), 256] of 1.6 s windows of the untrimmed clip centred on these times (s),
+    each moved inside the clip: *where* a voice speaks in a segment, which the trimmed partials cannot say."""
+    import torch
+    from resemblyzer import audio
+    from resemblyzer.hparams import audio_norm_target_dBFS, mel_window_step, partials_n_frames
+
+    wav = audio.normalize_volume(resample(wav, rate, ENCODER_SAMPLE_RATE), audio_norm_target_dBFS, increase_only=True)
+    mel = audio.wav_to_mel_spectrogram(wav)  # [frames, channels], one frame per mel_window_step ms
+    if len(mel) < partials_n_frames:
+        mel = np.pad(mel, ((0, partials_n_frames - len(mel)), (0, 0)))
+    frames_per_s = 1000 / mel_window_step
+    starts = [min(max(round(c * frames_per_s) - partials_n_frames // 2, 0), len(mel) - partials_n_frames)
+              for c in centres]
+    encoder = _encoder(resolve_device(device))
+    with torch.no_grad():
+        batch = torch.from_numpy(np.stack([mel[s:s + partials_n_frames] for s in starts])).to(encoder.device)
+        return encoder(batch).cpu().numpy()
 
 
 def _load_or_empty(path: Path) -> np.ndarray:
