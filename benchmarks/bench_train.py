@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/bench_train.py            # mid-size GPT (8 layers, 512 channels)
     .venv/bin/python benchmarks/bench_train.py --quick    # the tiny GPT, a smoke run
+    .venv/bin/python benchmarks/bench_train.py --long --batch 3 --kinds coqui full fast   # the recipe's batch
+                                                          # on a typical dataset: clips of 5-11 s
 
 Every measurement runs in its own subprocess (a clean peak-memory reading) on the same random XTTS
 checkpoint, the same espeak clips, batch size and thread count. Step time is the median time between
@@ -16,6 +18,11 @@ recipe) and the fused AdamW (fused_optimizer) >= 1.3x coqui's GPTTrainer + Train
 size, printed as ratios beside each other, with the loss of each step of both loops. "ours, full GPT" and
 "ours, LoRA" run the plain per-tensor AdamW (coqui's), so their ratios measure the loop alone.
 Also printed: the trainable fraction of LoRA on the real XTTS-v2 dimensions, built on the meta device.
+
+The default clips are 8 espeak sentences of ~4.5 s, all alike in length, so grouping them by length cuts
+almost no padding. --long makes 16 clips spread evenly over 5-11 s instead (one or two sentences, the
+speaking rate chosen per clip), the issue's "typical dataset of 5-11 s clips"; coqui's XTTS dataset draws
+every training clip at random, so its batches pad as random batches do.
 """
 
 from __future__ import annotations
@@ -32,9 +39,13 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+KINDS = {"lora": "ours, LoRA r=8", "full": "ours, full GPT", "coqui": "coqui GPTTrainer+Trainer, full",
+         "grouped": "ours, full, grouped 48", "fast": "ours, full, grouped 48 + fused"}
 MID = {"gpt_layers": 8, "gpt_n_model_channels": 512, "gpt_n_heads": 8}
 TINY = {"gpt_layers": 2, "gpt_n_model_channels": 64, "gpt_n_heads": 4}
 XTTS_V2 = {"layers": 30, "model_dim": 1024, "heads": 16, "number_text_tokens": 6681, "num_audio_tokens": 1026}
@@ -67,8 +78,22 @@ class RssPeak:
         self._thread.join()
 
 
-def make_inputs(work: Path, gpt: dict, clips: int) -> tuple[Path, Path]:
-    """A random XTTS checkpoint of the given GPT size and an LJSpeech dataset of `clips` espeak clips."""
+def long_recordings(count: int = 16) -> list[tuple[str, np.ndarray]]:
+    """`count` espeak clips whose durations lie evenly over 5-11 s: one or two sentences, each clip at the
+    speaking rate (120-240 words a minute) that brings it nearest its share of the range."""
+    from xttsflow.demo import DEMO_SENTENCES, espeak
+
+    chosen = []
+    for k, want in enumerate(np.linspace(5.0, 11.0, count)):
+        text = " ".join(DEMO_SENTENCES[k % 28: k % 28 + (1 if want < 6.5 else 2)])
+        takes = [espeak(text, speed=speed) for speed in range(120, 241, 15)]
+        chosen.append((text, min(takes, key=lambda wav: abs(wav.size / 22050 - want))))
+    return chosen
+
+
+def make_inputs(work: Path, gpt: dict, clips: int, long: bool = False) -> tuple[Path, Path]:
+    """A random XTTS checkpoint of the given GPT size and an LJSpeech dataset of `clips` espeak clips
+    (8 sentences, or with `long` the 16 of long_recordings, repeated)."""
     from xttsflow.atomic import write_json
     from xttsflow.audio import write_wav
     from xttsflow.demo import DEMO_SENTENCES, espeak
@@ -78,13 +103,14 @@ def make_inputs(work: Path, gpt: dict, clips: int) -> tuple[Path, Path]:
     data = work / "dataset"
     (data / "wavs").mkdir(parents=True)
     rows = []
+    recordings = long_recordings() if long else [(text, None) for text in DEMO_SENTENCES[:8]]
     for i in range(clips):
-        text = DEMO_SENTENCES[i % 8]
+        text, audio = recordings[i % len(recordings)]
         wav = data / "wavs" / f"c{i:03d}.wav"
-        if i < 8:
-            write_wav(wav, espeak(text), 22050)
-        else:  # the same 8 recordings again: enough clips that no epoch ends inside the measured steps
-            os.link(data / "wavs" / f"c{i % 8:03d}.wav", wav)
+        if i < len(recordings):
+            write_wav(wav, espeak(text) if audio is None else audio, 22050)
+        else:  # the same recordings again: enough clips that no epoch ends inside the measured steps
+            os.link(data / "wavs" / f"c{i % len(recordings):03d}.wav", wav)
         rows.append(f"c{i:03d}|{text}|{text}")
     (data / "metadata_train.csv").write_text("\n".join(rows) + "\n")
     (data / "metadata_val.csv").write_text(rows[0] + "\n")
@@ -121,11 +147,31 @@ def run_ours(base: str, data: str, out: str, lora: bool, steps: int, batch: int,
         return norm
 
     trainer.optimizer_step = timed_step
+    audio = batch_audio_recorder()
     with RssPeak() as rss, contextlib.suppress(_Measured):
         trainer.run(progress=False)
     losses = [e["loss"] for e in trainer.history if "loss" in e]  # one entry a step (log_every_n_steps 1)
-    return {"stamps": stamps, "cpu": cpu, "peak": rss.peak, "start": rss.start,
+    # batch k ends at stamp k, so the interval between stamps k-1 and k computed batch k
+    return {"stamps": stamps, "cpu": cpu, "peak": rss.peak, "start": rss.start, "audio": audio[:len(stamps)],
             "trainable": trainer.counts["trainable"], "tensors": training_tensors(trainer), "losses": losses}
+
+
+def batch_audio_recorder() -> list[int]:
+    """The samples of audio (unpadded) of every training batch our loop computes, in order."""
+    import torch
+
+    from xttsflow import train
+
+    audio: list[int] = []
+    plain = train.forward
+
+    def counted(model, batch, *args, **kwargs):
+        if torch.is_grad_enabled():  # not validation
+            audio.append(int(batch["wav_lengths"].sum()))
+        return plain(model, batch, *args, **kwargs)
+
+    train.forward = counted
+    return audio
 
 
 def training_tensors(trainer) -> dict:
@@ -174,8 +220,11 @@ def run_coqui(base: str, data: str, out: str, steps: int, batch: int) -> dict:
     model.on_train_step_start = lambda trainer: (stamps.append(time.perf_counter()), cpu.append(time.process_time()))
     train_step = model.train_step
 
-    def recorded_step(*args, **kwargs):
-        outputs, loss_dict = train_step(*args, **kwargs)
+    audio: list[int] = []
+
+    def recorded_step(batch, *args, **kwargs):
+        audio.append(int(batch["wav_lengths"].sum()))
+        outputs, loss_dict = train_step(batch, *args, **kwargs)
         losses.append(float(loss_dict["loss"]))
         return outputs, loss_dict
 
@@ -184,7 +233,8 @@ def run_coqui(base: str, data: str, out: str, steps: int, batch: int) -> dict:
                       eval_samples=samples[:1], parse_command_line_args=False)
     with RssPeak() as rss:
         trainer.fit()
-    return {"stamps": stamps, "cpu": cpu, "peak": rss.peak, "start": rss.start,
+    # step k starts at stamp k, so the interval between stamps k and k+1 computed batch k: shift by one
+    return {"stamps": stamps, "cpu": cpu, "peak": rss.peak, "start": rss.start, "audio": [0, *audio][:len(stamps)],
             "trainable": sum(p.numel() for p in model.xtts.gpt.parameters()), "losses": losses}
 
 
@@ -213,8 +263,15 @@ def measure(kind: str, base: Path, data: Path, work: Path, steps: int, batch: in
         warm = max(2, len(stamps) // 4)
         return statistics.median(b - a for a, b in zip(stamps[warm:], stamps[warm + 1:], strict=False))
 
+    def cpu_per_audio_s(cpu: list[float], audio: list[int]) -> float:
+        """CPU seconds per second of (unpadded) training audio over the measured steps: audio[k] is what the
+        interval ending at stamp k computed."""
+        warm = max(2, len(cpu) // 4)
+        return (cpu[-1] - cpu[warm]) / (sum(audio[warm + 1:]) / 22050)
+
     tensors = {k: v / 2**20 for k, v in result.get("tensors", {}).items()}
     return {"step_s": median_step(result["stamps"]), "cpu_s": median_step(result["cpu"]),
+            "cpu_per_audio_s": cpu_per_audio_s(result["cpu"], result["audio"]),
             "peak_mb": result["peak"] / 2**20,
             "growth_mb": (result["peak"] - result["start"]) / 2**20, "trainable": result["trainable"],
             "steps": len(result["stamps"]), "tensors": tensors, "losses": result["losses"]}
@@ -248,6 +305,67 @@ def real_xtts_fraction() -> tuple[list[tuple[str, int, int]], int]:
     return rows, rest
 
 
+def print_memory(best: dict) -> None:
+    print("\ntraining tensors (MB): weights + gradients + optimizer state + activations saved for backward")
+    totals = {}
+    for kind in ("lora", "full"):
+        t = best[kind]["tensors"]
+        totals[kind] = sum(t.values())
+        print(f"{KINDS[kind]:32s} weights {t['weights']:7.0f}  grads {t['grads']:7.0f}  optimizer "
+              f"{t['optimizer']:7.0f}  activations {t['activations']:7.0f}  = {totals[kind]:7.0f}")
+    print()
+    print(f"LoRA / full training memory (tensors):    {totals['lora'] / totals['full']:6.2f}  (target <= 0.60)")
+    print(f"LoRA / full peak RSS (whole process):     {best['lora']['peak_mb'] / best['full']['peak_mb']:6.2f}")
+    print(f"LoRA / full step time:                    {best['lora']['cpu_s'] / best['full']['cpu_s']:6.2f}")
+
+
+def print_speed(results: dict, best: dict) -> None:
+    if "full" in best:
+        overhead = best["full"]["cpu_s"] / best["coqui"]["cpu_s"]
+        print(f"our loop / coqui Trainer step time:       {overhead:6.2f}  (target <= 1.10)")
+    # same batch size: the step-time ratio is the clips/s ratio; each round's runs ran back to back
+    print("clips/s ratios: CPU time of the best rounds (per round: CPU | wall)")
+    for kind, label in (("full", "ours plain"), ("grouped", "ours grouped"), ("fast", "ours grouped+fused")):
+        if kind not in best:
+            continue
+        rounds = [f"{c['cpu_s'] / o['cpu_s']:.2f} | {c['step_s'] / o['step_s']:.2f}"
+                  for c, o in zip(results["coqui"], results[kind], strict=True)]
+        print(f"clips/s {label + ' / coqui Trainer:':32s} {best['coqui']['cpu_s'] / best[kind]['cpu_s']:6.2f}"
+              f"  (per round {', '.join(rounds)})")
+    print("target: ours grouped+fused / coqui >= 1.30")
+    # Clips of different lengths: which clips each loop happened to draw in a few steps moves the step time
+    # more than the loops differ, so the same ratio per second of audio computed (equal to the clips/s ratio
+    # on one clip-length distribution) is printed too, from each kind's best round by that measure.
+    fastest = {k: min(r["cpu_per_audio_s"] for r in v) for k, v in results.items()}
+    print("CPU s per second of training audio (unpadded), best round: "
+          + ", ".join(f"{KINDS[k]} {v:.3f}" for k, v in fastest.items()))
+    for kind, label in (("full", "ours plain"), ("grouped", "ours grouped"), ("fast", "ours grouped+fused")):
+        if kind in fastest:
+            rounds = ", ".join(f"{c['cpu_per_audio_s'] / o['cpu_per_audio_s']:.2f}"
+                               for c, o in zip(results["coqui"], results[kind], strict=True))
+            print(f"audio s/CPU s {label + ' / coqui Trainer:':26s} {fastest['coqui'] / fastest[kind]:6.2f}"
+                  f"  (per round {rounds})")
+
+
+def plot_losses(curves: dict[str, list[float]], path: Path) -> None:
+    """The loss of every step of each loop, side by side (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    for kind, losses in curves.items():
+        ax.plot(range(1, len(losses) + 1), losses, marker="o", markersize=3, label=KINDS[kind])
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (text CE x 0.01 + mel CE)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png", metadata={"Software": None})
+    plt.close(fig)
+    print(f"loss curves: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny GPT, few steps")
@@ -255,6 +373,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="1: least disturbed by other jobs")
     parser.add_argument("--rounds", type=int, default=3, help="alternate the runs this many times")
+    parser.add_argument("--plot", help="write the loss curves of the loops side by side to this PNG")
+    parser.add_argument("--long", action="store_true", help="16 clips spread over 5-11 s (default: 8 of ~4.5 s)")
+    parser.add_argument("--kinds", nargs="+", choices=list(KINDS), default=list(KINDS),
+                        help="only these runs (default: all)")
     parser.add_argument("--worker", choices=["lora", "full", "coqui", "grouped", "fast"], help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -267,46 +389,31 @@ def main() -> None:
     steps = 6 if args.quick else args.steps
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         work = Path(tmp)
-        base, data = make_inputs(work, gpt, clips=(steps + 1) * args.batch)
-        print(f"GPT {gpt}, batch {args.batch}, {steps} steps per run, {args.threads} threads, CPU\n")
-        results: dict[str, list[dict]] = {"lora": [], "full": [], "coqui": [], "grouped": [], "fast": []}
+        base, data = make_inputs(work, gpt, clips=(steps + 1) * args.batch, long=args.long)
+        print(f"GPT {gpt}, batch {args.batch}, {steps} steps per run, {args.threads} threads, CPU, "
+              f"{'16 clips of 5-11 s' if args.long else '8 clips of ~4.5 s'}\n")
+        results: dict[str, list[dict]] = {kind: [] for kind in args.kinds}
         for _ in range(args.rounds):  # alternate, so a busy machine slows all of them alike
             for kind in results:
                 results[kind].append(measure(kind, base, data, work, steps, args.batch, args.threads))
     best = {k: min(v, key=lambda r: r["cpu_s"]) for k, v in results.items()}
-    names = {"lora": "ours, LoRA r=8", "full": "ours, full GPT", "coqui": "coqui GPTTrainer+Trainer, full",
-             "grouped": "ours, full, grouped 48", "fast": "ours, full, grouped 48 + fused"}
+    names = KINDS
     print("step time: median of the round with the least CPU time; RSS: whole process, growth = peak - after loading")
     print(f"{'run':32s} {'CPU s':>7s} {'wall s':>7s} {'RSS peak MB':>12s} {'RSS growth MB':>14s} {'trainable':>12s}")
     for kind, r in best.items():
         print(f"{names[kind]:32s} {r['cpu_s']:7.3f} {r['step_s']:7.3f} {r['peak_mb']:12.0f} {r['growth_mb']:14.0f} "
               f"{r['trainable']:12,d}")
-    print("\ntraining tensors (MB): weights + gradients + optimizer state + activations saved for backward")
-    totals = {}
-    for kind in ("lora", "full"):
-        t = best[kind]["tensors"]
-        totals[kind] = sum(t.values())
-        print(f"{names[kind]:32s} weights {t['weights']:7.0f}  grads {t['grads']:7.0f}  optimizer "
-              f"{t['optimizer']:7.0f}  activations {t['activations']:7.0f}  = {totals[kind]:7.0f}")
-    print()
-    print(f"LoRA / full training memory (tensors):    {totals['lora'] / totals['full']:6.2f}  (target <= 0.60)")
-    print(f"LoRA / full peak RSS (whole process):     {best['lora']['peak_mb'] / best['full']['peak_mb']:6.2f}")
-    print(f"LoRA / full step time:                    {best['lora']['cpu_s'] / best['full']['cpu_s']:6.2f}")
-    overhead = best["full"]["cpu_s"] / best["coqui"]["cpu_s"]
-    print(f"our loop / coqui Trainer step time:       {overhead:6.2f}  (target <= 1.10)")
-    # same batch size: the step-time ratio is the clips/s ratio; each round's runs ran back to back
-    print("clips/s ratios: CPU time of the best rounds (per round: CPU | wall)")
-    for kind, label in (("full", "ours plain"), ("grouped", "ours grouped"), ("fast", "ours grouped+fused")):
-        rounds = [f"{c['cpu_s'] / o['cpu_s']:.2f} | {c['step_s'] / o['step_s']:.2f}"
-                  for c, o in zip(results["coqui"], results[kind], strict=True)]
-        print(f"clips/s {label + ' / coqui Trainer:':32s} {best['coqui']['cpu_s'] / best[kind]['cpu_s']:6.2f}"
-              f"  (per round {', '.join(rounds)})")
-    print("target: ours grouped+fused / coqui >= 1.30")
+    if {"lora", "full"} <= best.keys():
+        print_memory(best)
+    if "coqui" in best:
+        print_speed(results, best)
+    curves = {kind: best[kind]["losses"] for kind in ("full", "fast", "coqui") if kind in best}
     print("\nloss per step (the fastest round of each; the loops draw their batches in their own orders)")
-    curves = {kind: best[kind]["losses"] for kind in ("full", "fast", "coqui")}
     print(f"{'step':>4s} " + " ".join(f"{names[k]:>30s}" for k in curves))
     for i in range(max(len(c) for c in curves.values())):
         print(f"{i + 1:4d} " + " ".join(f"{c[i]:30.4f}" if i < len(c) else " " * 30 for c in curves.values()))
+    if args.plot:
+        plot_losses(curves, Path(args.plot))
     rows, rest = real_xtts_fraction()
     print("\nXTTS-v2 real dimensions (30 layers, 1024 channels; built on the meta device):")
     for name, trainable, total in rows:
