@@ -307,7 +307,8 @@ def _split_voices(clips: list[Clip], targets: dict[str, np.ndarray], config: Dat
         samples, rate = read_wav(clip.wav)
         found = target_pieces(samples, rate, clip.segment["words"], targets[clip.id],
                               window_threshold=config.window_similarity, clip_threshold=config.speaker_similarity,
-                              windows_below=WINDOWS_BELOW, min_duration=config.min_duration)
+                              windows_below=WINDOWS_BELOW, min_duration=config.min_duration,
+                              device="cpu")  # a few windows per segment; the dataset job asks for no GPU
         offset = float(clip.segment.get("start") or 0.0)
         for k, found_piece in enumerate(found, 1):
             a, b = round(found_piece.start * rate), round(found_piece.end * rate)

@@ -3,7 +3,7 @@
 The segmenter cuts at pauses, not at voices, so an interview answer can share a segment with the host's
 question; the speaker screen's 1.6 s windows find such a segment and would reject it whole. Here every word
 of its transcript (Whisper's word timestamps) is scored by a window centred on it, each run of words in the
-target's voice is cut out in the middle of the pauses around it, and a piece is kept only if it passes the
+target's voice is cut out in the pauses around it, and a piece is kept only if it passes the
 same screen as a whole segment: clip similarity and every window.
 """
 
