@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 KINDS = {"lora": "ours, LoRA r=8", "full": "ours, full GPT", "coqui": "coqui GPTTrainer+Trainer, full",
          "grouped": "ours, full, grouped 48", "fast": "ours, full, grouped 48 + fused"}
+OURS_VS_COQUI = (("full", "ours plain"), ("grouped", "ours grouped"), ("fast", "ours grouped+fused"))
 MID = {"gpt_layers": 8, "gpt_n_model_channels": 512, "gpt_n_heads": 8}
 TINY = {"gpt_layers": 2, "gpt_n_model_channels": 64, "gpt_n_heads": 4}
 XTTS_V2 = {"layers": 30, "model_dim": 1024, "heads": 16, "number_text_tokens": 6681, "num_audio_tokens": 1026}
@@ -325,7 +326,7 @@ def print_speed(results: dict, best: dict) -> None:
         print(f"our loop / coqui Trainer step time:       {overhead:6.2f}  (target <= 1.10)")
     # same batch size: the step-time ratio is the clips/s ratio; each round's runs ran back to back
     print("clips/s ratios: CPU time of the best rounds (per round: CPU | wall)")
-    for kind, label in (("full", "ours plain"), ("grouped", "ours grouped"), ("fast", "ours grouped+fused")):
+    for kind, label in OURS_VS_COQUI:
         if kind not in best:
             continue
         rounds = [f"{c['cpu_s'] / o['cpu_s']:.2f} | {c['step_s'] / o['step_s']:.2f}"
@@ -339,7 +340,7 @@ def print_speed(results: dict, best: dict) -> None:
     fastest = {k: min(r["cpu_per_audio_s"] for r in v) for k, v in results.items()}
     print("CPU s per second of training audio (unpadded), best round: "
           + ", ".join(f"{KINDS[k]} {v:.3f}" for k, v in fastest.items()))
-    for kind, label in (("full", "ours plain"), ("grouped", "ours grouped"), ("fast", "ours grouped+fused")):
+    for kind, label in OURS_VS_COQUI:
         if kind in fastest:
             rounds = ", ".join(f"{c['cpu_per_audio_s'] / o['cpu_per_audio_s']:.2f}"
                                for c, o in zip(results["coqui"], results[kind], strict=True))

@@ -310,6 +310,7 @@ def _split_voices(clips: list[Clip], targets: dict[str, np.ndarray], config: Dat
                               windows_below=WINDOWS_BELOW, min_duration=config.min_duration,
                               device="cpu")  # a few windows per segment; the dataset job asks for no GPU
         offset = float(clip.segment.get("start") or 0.0)
+        mine = []
         for k, found_piece in enumerate(found, 1):
             a, b = round(found_piece.start * rate), round(found_piece.end * rate)
             shift = found_piece.start
@@ -321,10 +322,11 @@ def _split_voices(clips: list[Clip], targets: dict[str, np.ndarray], config: Dat
                          segment={**clip.segment, "text": found_piece.text, "words": words, "duration": (b - a) / rate,
                                   "start": round(offset + a / rate, 3), "end": round(offset + b / rate, 3)})
             _check_text(piece, config, xtts)
-            pieces.append(piece)
-        if found:
+            mine.append(piece)
+        if mine:
             clip.reasons["speaker"] += "; its target's part cut out as " + ", ".join(
-                f"{p.id} ({p.duration:.1f} s)" for p in pieces[-len(found):])
+                f"{p.id} ({p.duration:.1f} s)" for p in mine)
+            pieces += mine
     if pieces:
         log.info("dataset: %d pieces in the target's voice cut from segments that hold another voice", len(pieces))
     return pieces

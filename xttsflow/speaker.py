@@ -57,8 +57,11 @@ def prepare(wav: np.ndarray, rate: int) -> np.ndarray:
         return wav[:0]
     wav = resample(wav, rate, ENCODER_SAMPLE_RATE)
     trimmed = preprocess_wav(wav)
-    if len(trimmed) >= MIN_VOICED_S * ENCODER_SAMPLE_RATE:
-        return trimmed
+    return trimmed if len(trimmed) >= MIN_VOICED_S * ENCODER_SAMPLE_RATE else _louder(wav)
+
+
+def _louder(wav: np.ndarray) -> np.ndarray:
+    """16 kHz samples raised to Resemblyzer's target loudness (its preprocessing, without the trim)."""
     from resemblyzer.audio import normalize_volume
     from resemblyzer.hparams import audio_norm_target_dBFS
 
@@ -106,9 +109,9 @@ def embed_windows_at(wav: np.ndarray, rate: int, centres: Sequence[float], devic
     each moved inside the clip: *where* a voice speaks in a segment, which the trimmed partials cannot say."""
     import torch
     from resemblyzer import audio
-    from resemblyzer.hparams import audio_norm_target_dBFS, mel_window_step, partials_n_frames
+    from resemblyzer.hparams import mel_window_step, partials_n_frames
 
-    wav = audio.normalize_volume(resample(wav, rate, ENCODER_SAMPLE_RATE), audio_norm_target_dBFS, increase_only=True)
+    wav = _louder(resample(wav, rate, ENCODER_SAMPLE_RATE))
     mel = audio.wav_to_mel_spectrogram(wav)  # [frames, channels], one frame per mel_window_step ms
     if len(mel) < partials_n_frames:
         mel = np.pad(mel, ((0, partials_n_frames - len(mel)), (0, 0)))
