@@ -73,7 +73,13 @@ def test_unsupported_characters_and_cleaner_failures():
     ("Às 14h30 do dia 1º, em 1984.", "pt",
      "Às catorze e trinta do dia primeiro, em mil novecentos e oitenta e quatro."),
     ("Am 3. Mai 1984 um 9:00 Uhr.", "de", "Am dritte Mai neunzehnhundertvierundachtzig um neun Uhr."),
-    ("Bylo jich 12.", "cs", "Bylo jich dvanáct."),  # a full stop, not a Czech ordinal (num2words has none)
+    ("Bylo jich 12.", "cs", "Bylo jich dvanáct."),  # a full stop, not a Czech ordinal
+    # Czech and Polish ordinal dots (num2words has no Czech ordinals; XTTS's expander read both as "tři."):
+    # a date's ordinal agrees with the month's genitive, each word of a compound one
+    ("Dne 3. května přišlo 5 lidí, 21. den 245. roku.", "cs",
+     "Dne třetího května přišlo pět lidí, dvacátý první den dvoustý čtyřicátý pátý roku."),
+    ("Od 1. ledna 2024.", "cs", "Od prvního ledna dva tisíce dvacet čtyři."),
+    ("Dnia 22. lutego zajął 3. miejsce.", "pl", "Dnia dwudziestego drugiego lutego zajął trzeci miejsce."),
     ("मेरे पास 14 किताबें हैं।", "hi", "मेरे पास चौदह किताबें हैं।"),  # num2words has no Hindi: indic-num2words
     ("私は12歳です。", "ja", "私は十二歳です。"),
     ("It costs $1999, up 2000%.", "en",  # money and percentages are not years

@@ -1,6 +1,6 @@
 """Memory and speed options of the train stage on the tiny XTTS: gradient checkpointing and the fused AdamW give
 the plain path's losses and weights; length-grouped batches keep a random, exactly resumable order with less
-padding."""
+padding; bf16 autocast on CPU stays within bf16's rounding of float32 and resumes exactly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from train_fixtures import folders, settings, tiny_base, tiny_dataset
 
 from xttsflow import checkpoints
-from xttsflow.train import Trainer
+from xttsflow.errors import XttsflowError
+from xttsflow.train import Trainer, cpu_has_bf16
 from xttsflow.train_data import EpochOrder, epoch_order
 
 
@@ -111,3 +112,31 @@ def test_fused_adamw_resumes_exactly(tmp_path):
     torch.testing.assert_close(torch.tensor(resumed_losses), torch.tensor(straight_losses), rtol=0, atol=1e-6)
     for name, value in straight.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6)
+
+
+needs_cpu_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16 or AMX)")
+
+
+@needs_cpu_bf16
+@pytest.mark.slow
+def test_cpu_bf16_follows_the_float32_losses_and_resumes_exactly(tmp_path):
+    common = dict(use_lora=False, learning_rate=1e-3, save_every_n_steps=100)
+    fp32_losses, _ = _run(tmp_path / "fp32", max_steps=4, **common)  # amp_dtype auto: float32 on CPU
+    straight_losses, straight = _run(tmp_path / "straight", max_steps=4, amp_dtype="bf16", **common)
+    assert straight_losses != fp32_losses  # autocast ran: bf16's rounding shows in every loss
+    torch.testing.assert_close(torch.tensor(straight_losses), torch.tensor(fp32_losses), rtol=0.02, atol=0)
+    assert all(v.dtype == torch.float32 for v in straight.values())  # the weights stay float32
+    _run(tmp_path / "resumed", max_steps=2, amp_dtype="bf16", **common)  # stops mid-epoch
+    resumed_losses, resumed = _run(tmp_path / "resumed", max_steps=4, amp_dtype="bf16", **common)
+    assert resumed_losses == straight_losses
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0)
+
+
+def test_cpu_bf16_without_native_support_is_refused_before_training(tmp_path, monkeypatch):
+    from xttsflow import train
+
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)  # the CPU probe, as on a CPU without AVX512-BF16
+    with pytest.raises(XttsflowError, match="without native bfloat16"):
+        Trainer(settings(max_steps=1, amp_dtype="bf16"), tiny_base(), **folders(tmp_path))
+    assert not list(tmp_path.rglob("*.pt"))  # nothing written

@@ -389,3 +389,9 @@ def test_language_auto_is_voted_over_the_source_and_an_odd_clip_is_flagged(tmp_p
     flags = {s["id"]: s["flags"] for s in transcript["segments"]}
     assert any(f.startswith("language: detected en") for f in flags["mixed_0003"]), flags
     assert not any(f.startswith("language:") for i in range(3) for f in flags[f"mixed_000{i}"]), flags
+
+    # transcribe.language auto detects every source, whatever its own language says
+    labelled = make_source(tmp_path / "labelled", "labelled", clips, language="en")
+    out = tmp_path / "transcripts" / "labelled.json"
+    transcribe_source(labelled, labelled.with_suffix(""), out, cfg.model_copy(update={"language": "auto"}), threads=2)
+    assert read_json(out)["language"] == read_json(out)["language_detection"]["language"] == "de"

@@ -91,12 +91,66 @@ def expand_numbers(text: str, language: str | None) -> str:
     if base in ("cs", "pl", "tr", "hu"):  # their ordinal dot at a sentence end is a full stop
         text = re.sub(r"(?<![\d.,])(\d+)\.(?=\s*$|\s+[^\w\s]|\s+[A-ZÀ-ÞĀ-Ž])",
                       lambda m: _num2words(m.group(1), base) + ".", text)
+    if base in _ORDINAL_DOT:  # "3. května": XTTS's expander has no ordinal dot for them (cardinal + ".")
+        text = _ORDINAL_BEFORE_WORD.sub(lambda m: _ordinal_dot(m, base), text)
     if base in _xtts_number_languages():
         try:
             return xtts_expand(text, base) if (xtts_expand := _xtts_number_expander()) else text
         except Exception:  # num2words raises bare exceptions per language (Czech ordinals): fall back below
             pass
     return _NUMBER.sub(lambda m: _num2words(m.group(0), base), text)
+
+
+#: "N." before a lower-case word (at a sentence end it is a full stop, handled above).
+_ORDINAL_BEFORE_WORD = re.compile(r"(?<![\d.,])(\d{1,3})\.(?=\s+([^\W\d_]+))")
+#: Month names in the genitive, which a date's ordinal agrees with ("3. května" = "třetího května").
+_MONTHS_GENITIVE = {
+    "cs": {"ledna", "února", "března", "dubna", "května", "června", "července", "srpna", "září", "října",
+           "listopadu", "prosince"},
+    "pl": {"stycznia", "lutego", "marca", "kwietnia", "maja", "czerwca", "lipca", "sierpnia", "września",
+           "października", "listopada", "grudnia"},
+}
+_CS_UNITS = ["", "první", "druhý", "třetí", "čtvrtý", "pátý", "šestý", "sedmý", "osmý", "devátý", "desátý",
+             "jedenáctý", "dvanáctý", "třináctý", "čtrnáctý", "patnáctý", "šestnáctý", "sedmnáctý", "osmnáctý",
+             "devatenáctý"]
+_CS_TENS = ["", "", "dvacátý", "třicátý", "čtyřicátý", "padesátý", "šedesátý", "sedmdesátý", "osmdesátý",
+            "devadesátý"]
+_CS_HUNDREDS = ["", "stý", "dvoustý", "třístý", "čtyřstý", "pětistý", "šestistý", "sedmistý", "osmistý",
+                "devítistý"]
+
+
+def _czech_ordinal(n: int) -> str:
+    """1-999 as a Czech ordinal, nominative masculine ("dvacátý první"); num2words has no Czech ordinals."""
+    hundreds, rest = divmod(n, 100)
+    words = [_CS_HUNDREDS[hundreds]]
+    words += [_CS_UNITS[rest]] if rest < 20 else [_CS_TENS[rest // 10], _CS_UNITS[rest % 10]]
+    return " ".join(w for w in words if w)
+
+
+def _ordinal_dot(m: re.Match, base: str) -> str:
+    """A Czech or Polish "N." before a word, as an ordinal: in the genitive before a month (a date),
+    nominative masculine elsewhere (its noun's case and gender would need a parser)."""
+    n = int(m.group(1))
+    if n == 0:
+        return m.group(0)
+    words = _czech_ordinal(n) if base == "cs" else _num2words(str(n), base, to="ordinal")
+    if m.group(2).lower() in _MONTHS_GENITIVE[base]:  # every word of the ordinal agrees with the month
+        words = " ".join(_genitive(word, base) for word in words.split())
+    return words
+
+
+#: Genitive masculine endings of the adjectival ordinals: druhý -> druhého, třetí -> třetího; trzeci -> trzeciego.
+_GENITIVE_ENDINGS = {"cs": (("ý", "ého"), ("í", "ího")), "pl": (("y", "ego"), ("i", "iego"))}
+
+
+def _genitive(word: str, base: str) -> str:
+    for ending, genitive in _GENITIVE_ENDINGS[base]:
+        if word.endswith(ending):
+            return word[: -len(ending)] + genitive
+    return word
+
+
+_ORDINAL_DOT = tuple(_MONTHS_GENITIVE)
 
 
 def _time_words(m: re.Match, base: str) -> str:

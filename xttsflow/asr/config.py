@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from ..hallucination import ScreenConfig
-from ..options import Options
+from ..options import Options, SourceLanguage
 from . import BACKENDS
 
 ComputeType = Literal["auto", "default", "int8", "int8_float16", "int8_bfloat16", "int8_float32", "float16",
@@ -21,7 +21,7 @@ class TranscribeConfig(Options):
 
     backend: Literal[tuple(BACKENDS)] = "faster-whisper"  # the registry's names (xttsflow/asr/__init__.py)
     model: str = "medium"
-    language: str | None = None
+    language: SourceLanguage | None = None  # a code, or auto: every source's language detected
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: ComputeType = "auto"
     beam_size: int = Field(5, ge=1)
