@@ -3,6 +3,8 @@ without gradient checkpointing — each configuration in its own process, so pea
 save + export time and the size of every checkpoint file.
 
     .venv/bin/python benchmarks/bench_realsize_matrix.py --work /tmp/realsize-matrix   # ~40 min on 2 cores, <=16 GB
+    .venv/bin/python benchmarks/bench_realsize_matrix.py --only "LoRA r8 batch 2 plain" --amp auto bf16
+                                                  # float32 and CPU bf16 autocast side by side, one configuration
 
 Each run is `python -m xttsflow.train` on builtin:xtts-v2-size (XTTS-v2's dimensions, random weights), 2 steps
 of 6 s clips, under `/usr/bin/time -v` (peak RSS = its "Maximum resident set size"). Step time is the
@@ -33,8 +35,10 @@ def seconds_at(line: str) -> float:
     return datetime.strptime(re.match(STAMP, line)[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def run_one(base: Path, dataset: Path, out: Path, lora: bool, batch: int, checkpointing: bool, threads: int):
+def run_one(base: Path, dataset: Path, out: Path, lora: bool, batch: int, checkpointing: bool, threads: int,
+            amp_dtype: str = "auto"):
     sets = {"use_lora": lora, "batch_size": batch, "gradient_checkpointing": checkpointing, "max_steps": 2,
+            "amp_dtype": amp_dtype,
             "num_workers": 0, "log_every_n_steps": 1, "save_every_n_steps": 100, "use_tensorboard": False,
             "eval_audio": False, "language": "en", "device": "cpu", "keep_checkpoints": 1}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}")]
@@ -61,6 +65,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/xttsflow-realsize-matrix"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=6.0, help="clip length")
+    parser.add_argument("--only", nargs="+", help='only these configurations, e.g. "LoRA r8 batch 2 plain"')
+    parser.add_argument("--amp", nargs="+", default=["auto"], choices=["auto", "bf16"],
+                        help="amp_dtype of each run (auto: float32 on CPU; bf16: CPU autocast, native bf16 only)")
     args = parser.parse_args()
     from bench_realsize import make_dataset
 
@@ -75,16 +82,20 @@ def main() -> None:
     if not dataset.is_dir():
         make_dataset(dataset, [args.seconds] * 4)
     results = {}
-    for lora, batch, ckpt in itertools.product((True, False), (1, 2), (False, True)):
-        name = f"{'LoRA r8' if lora else 'full FT'} batch {batch} {'checkpointed' if ckpt else 'plain'}"
+    for lora, batch, ckpt, amp in itertools.product((True, False), (1, 2), (False, True), args.amp):
+        config = f"{'LoRA r8' if lora else 'full FT'} batch {batch} {'checkpointed' if ckpt else 'plain'}"
+        if args.only and config not in args.only:
+            continue
+        name = config + (" bf16" if amp == "bf16" else "")
         out = args.work / re.sub(r"\W+", "-", name)
         shutil.rmtree(out, ignore_errors=True)
-        results[name] = found = run_one(base, dataset, out, lora, batch, ckpt, args.threads)
+        results[name] = found = run_one(base, dataset, out, lora, batch, ckpt, args.threads, amp)
         print(f"{name}: {found if 'error' in found else {k: v for k, v in found.items() if k != 'sizes'}}",
               flush=True)
         shutil.rmtree(out, ignore_errors=True)  # up to 12 GB each (full fine-tuning checkpoints are 5.3 GB)
-    first = results["LoRA r8 batch 1 plain"]
-    print(f"\nXTTS-v2 size on CPU, {args.threads} threads, {args.seconds:g} s clips (ratio vs LoRA r8 batch 1 plain)")
+    first_name = next(iter(results))
+    first = results[first_name]
+    print(f"\nXTTS-v2 size on CPU, {args.threads} threads, {args.seconds:g} s clips (ratio vs {first_name})")
     print(f"{'configuration':32} {'peak RSS GB':>12} {'ratio':>6} {'step s':>8} {'ratio':>6} {'save+export s':>14}")
     for name, r in results.items():
         if "error" in r:
@@ -94,7 +105,7 @@ def main() -> None:
               f"{r['step_s'] / first['step_s']:6.2f} {r['export_s']:14.1f}")
     print("\ncheckpoint files (MB):")
     for name, r in results.items():
-        if "sizes" in r and "batch 1 plain" in name:
+        if "sizes" in r and ("batch 1 plain" in name or args.only):
             print(f"  {name}: " + ", ".join(f"{k} {v / 1e6:.0f}" for k, v in sorted(r["sizes"].items())))
 
 
