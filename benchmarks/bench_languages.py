@@ -1,6 +1,6 @@
 """Multilingual transcription benchmark: bundled:base beside bundled:tiny.en, and language detection.
 
-    .venv/bin/python benchmarks/bench_languages.py [--threads 2] [--pt-clips 10] [--detect] [--detect-clips 3]
+    .venv/bin/python benchmarks/bench_languages.py [--threads 2] [--pt-clips 10] [--detect] [--detect-clips 3] [--voices 3]
 
 1. English: the transcribed LJSpeech clips from ../shared/fixtures, WER and x real time of bundled:tiny.en
    (the baseline) and bundled:base, both through the stage's own Transcriber (beam 5, language forced).
@@ -16,7 +16,9 @@
    the language's scoring normaliser), which says how well espeak-ng speaks that language *to Whisper base*
    without asking it to name the language; the share correct is then printed again over the languages
    whose CER is at most --intelligible (0.30: most characters right), the issue's "languages espeak-ng
-   speaks well enough for Whisper base", chosen by a measure other than the detection itself.
+   speaks well enough for Whisper base", chosen by a measure other than the detection itself (on the
+   plain voice). --voices N gives each language N sources, in espeak-ng's plain voice and its +m3 and +f2
+   variants at other rates and pitches (other "speakers"), so the share is over more than one source each.
 Model loads are outside the timings; WER uses xttsflow.text_metrics (the scoring normaliser of that language).
 """
 
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pt-clips", type=int, default=10)
     parser.add_argument("--detect", action="store_true", help="also measure language detection per language")
     parser.add_argument("--detect-clips", type=int, default=3, help="espeak-ng clips per source for --detect")
+    parser.add_argument("--voices", type=int, default=1, choices=range(1, len(VOICE_VARIANTS) + 1),
+                        help="--detect: sources per language, each in another espeak-ng voice variant and rate")
     parser.add_argument("--intelligible", type=float, default=0.30,
                         help="--detect: the CER (language given) up to which espeak-ng's speech counts as intelligible")
     args = parser.parse_args(argv)
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.pt_clips:
         portuguese(models["base"], work, args.pt_clips)
     if args.detect:
-        detect(models["base"], work, args.detect_clips, args.intelligible)
+        detect(models["base"], work, args.detect_clips, args.intelligible, args.voices)
 
 
 def portuguese(transcriber, work: Path, clips: int) -> None:
@@ -116,45 +120,56 @@ def joined_window(paths: list[Path], gap_s: float = 0.3, window_s: float = 30.0)
     return np.concatenate([x for a in audios for x in (a, gap)])[:int(window_s * rate)]
 
 
-def detect(transcriber, work: Path, clips: int = 3, intelligible: float = 0.30) -> None:
+#: espeak-ng voice variants for --voices: (variant, words a minute, pitch) - other "speakers" of each language.
+VOICE_VARIANTS = (("", 150, 50), ("+m3", 135, 40), ("+f2", 165, 65))
+
+
+def detect(transcriber, work: Path, clips: int = 3, intelligible: float = 0.30, voices: int = 1) -> None:
     from xttsflow.asr.transcriber import XTTS_WHISPER_CODES
     from xttsflow.languages import detect_source, xtts_language
     from xttsflow.synthesize import DEFAULT_SENTENCES
     from xttsflow.text_metrics import error_counts
 
-    print(f"\nLanguage detection (bundled:base, {clips} espeak-ng segments per source): the stage's vote "
-          "(most probable over the segments) | one detection on the segments joined (<= 30 s):")
-    right = joined_right = 0
-    heard: dict[str, bool] = {}  # language -> detected right, for the intelligible languages
+    print(f"\nLanguage detection (bundled:base, {clips} espeak-ng segments per source, {voices} source(s) per "
+          "language): the stage's vote (most probable over the segments) | one detection on the segments joined "
+          "(<= 30 s):")
+    right = joined_right = sources = 0
+    heard: dict[str, list[bool]] = {}  # language -> each source detected right, for the intelligible languages
     for lang, voice in ESPEAK_VOICES.items():
-        paths, texts = [], []
-        for i in range(clips):
-            texts.append(DEFAULT_SENTENCES[lang][i % len(DEFAULT_SENTENCES[lang])])
-            paths.append(work / f"detect_{lang}_{i}.wav")
-            write_wav(paths[-1], espeak(texts[-1], voice=voice, speed=150) * 0.5, 22050)
-        counts = [error_counts(t, r["text"], lang) for t, r in zip(texts, timed(transcriber, paths, lang)[1],
-                                                                    strict=True)]
-        cer = sum(c["char_edits"] for c in counts) / max(1, sum(c["chars"] for c in counts))
-        found = detect_source(transcriber, paths)
-        ok = found["language"] == lang
-        right += ok
-        joined, probability = transcriber.impl.detect(joined_window(paths), XTTS_WHISPER_CODES) \
-            if transcriber.impl.multilingual else ("en", 1.0)
-        joined = xtts_language(joined)
-        joined_right += joined == lang
-        votes = ", ".join(f"{k} {v:.2f}" for k, v in sorted(found["scores"].items(), key=lambda kv: -kv[1])[:3])
-        if cer <= intelligible:
-            heard[lang] = ok
-        print(f"  {lang:6s} (espeak {voice:4s}) CER {100 * cer:5.1f}% -> {found['language']:6s} "
-              f"{'ok' if ok else 'WRONG':5s}  {votes:28s} | joined -> {joined:6s} "
-              f"{'ok' if joined == lang else 'WRONG':5s} {probability:.2f}")
-    n = len(ESPEAK_VOICES)
-    print(f"  correct on {right}/{n} sources ({100 * right / n:.0f}%); joined: {joined_right}/{n} "
-          f"({100 * joined_right / n:.0f}%)")
-    print(f"  intelligible to base (CER <= {100 * intelligible:.0f}% with the language given): {', '.join(heard)}; "
-          f"detected right on {sum(heard.values())}/{len(heard)} of them "
-          f"({100 * sum(heard.values()) / max(1, len(heard)):.0f}%, target >= 90%); wrong: "
-          f"{', '.join(k for k, v in heard.items() if not v) or 'none'}")
+        for variant, speed, pitch in VOICE_VARIANTS[:voices]:
+            paths, texts = [], []
+            for i in range(clips):
+                texts.append(DEFAULT_SENTENCES[lang][i % len(DEFAULT_SENTENCES[lang])])
+                paths.append(work / f"detect_{lang}{variant}_{i}.wav")
+                write_wav(paths[-1], espeak(texts[-1], voice=voice + variant, speed=speed, pitch=pitch) * 0.5, 22050)
+            counts = [error_counts(t, r["text"], lang) for t, r in zip(texts, timed(transcriber, paths, lang)[1],
+                                                                        strict=True)]
+            cer = sum(c["char_edits"] for c in counts) / max(1, sum(c["chars"] for c in counts))
+            found = detect_source(transcriber, paths)
+            ok = found["language"] == lang
+            right, sources = right + ok, sources + 1
+            joined, probability = transcriber.impl.detect(joined_window(paths), XTTS_WHISPER_CODES) \
+                if transcriber.impl.multilingual else ("en", 1.0)
+            joined = xtts_language(joined)
+            joined_right += joined == lang
+            votes = ", ".join(f"{k} {v:.2f}" for k, v in sorted(found["scores"].items(), key=lambda kv: -kv[1])[:3])
+            if not variant:  # the plain voice decides whether espeak-ng speaks the language well enough
+                heard[lang] = [] if cer <= intelligible else None
+            if heard[lang] is not None:
+                heard[lang].append(ok)
+            name = voice + variant
+            print(f"  {lang:6s} (espeak {name:7s}) CER {100 * cer:5.1f}% -> {found['language']:6s} "
+                  f"{'ok' if ok else 'WRONG':5s}  {votes:28s} | joined -> {joined:6s} "
+                  f"{'ok' if joined == lang else 'WRONG':5s} {probability:.2f}")
+    print(f"  correct on {right}/{sources} sources ({100 * right / sources:.0f}%); joined: {joined_right}/{sources} "
+          f"({100 * joined_right / sources:.0f}%)")
+    heard = {k: v for k, v in heard.items() if v is not None}
+    good, total = sum(sum(v) for v in heard.values()), sum(len(v) for v in heard.values())
+    print(f"  intelligible to base (CER <= {100 * intelligible:.0f}% with the language given, plain voice): "
+          f"{', '.join(heard)}; detected right on {good}/{total} of their sources "
+          f"({100 * good / max(1, total):.0f}%, target >= 90%); wrong: "
+          + (", ".join(f"{k} {len(v) - sum(v)}/{len(v)}" for k, v in heard.items() if not all(v)) or "none"))
+
 
 if __name__ == "__main__":
     main()
