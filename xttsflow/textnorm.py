@@ -91,7 +91,7 @@ def expand_numbers(text: str, language: str | None) -> str:
     if base in ("cs", "pl", "tr", "hu"):  # their ordinal dot at a sentence end is a full stop
         text = re.sub(r"(?<![\d.,])(\d+)\.(?=\s*$|\s+[^\w\s]|\s+[A-ZÀ-ÞĀ-Ž])",
                       lambda m: _num2words(m.group(1), base) + ".", text)
-    if base in _ORDINAL_DOT:  # "3. května": XTTS's expander has no ordinal dot for them (cardinal + ".")
+    if base in _MONTHS_GENITIVE:  # cs, pl "3. května": XTTS's expander has no ordinal dot for them ("tři.")
         text = _ORDINAL_BEFORE_WORD.sub(lambda m: _ordinal_dot(m, base), text)
     if base in _xtts_number_languages():
         try:
@@ -101,7 +101,7 @@ def expand_numbers(text: str, language: str | None) -> str:
     return _NUMBER.sub(lambda m: _num2words(m.group(0), base), text)
 
 
-#: "N." before a lower-case word (at a sentence end it is a full stop, handled above).
+#: "N." before a word (before a capital or at a sentence end it is a full stop: spelled out above).
 _ORDINAL_BEFORE_WORD = re.compile(r"(?<![\d.,])(\d{1,3})\.(?=\s+([^\W\d_]+))")
 #: Month names in the genitive, which a date's ordinal agrees with ("3. května" = "třetího května").
 _MONTHS_GENITIVE = {
@@ -148,9 +148,6 @@ def _genitive(word: str, base: str) -> str:
         if word.endswith(ending):
             return word[: -len(ending)] + genitive
     return word
-
-
-_ORDINAL_DOT = tuple(_MONTHS_GENITIVE)
 
 
 def _time_words(m: re.Match, base: str) -> str:
