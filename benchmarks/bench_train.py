@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/bench_train.py --quick    # the tiny GPT, a smoke run
     .venv/bin/python benchmarks/bench_train.py --long --batch 3 --kinds coqui full fast   # the recipe's batch
                                                           # on a typical dataset: clips of 5-11 s
+    .venv/bin/python benchmarks/bench_train.py --long --batch 3 --kinds coqui coqui_bf16 fast bf16
+                                                          # with CPU bf16 autocast, beside coqui's (native bf16 CPUs)
 
 Every measurement runs in its own subprocess (a clean peak-memory reading) on the same random XTTS
 checkpoint, the same espeak clips, batch size and thread count. Step time is the median time between
