@@ -1,6 +1,7 @@
 """Multilingual transcription benchmark: bundled:base beside bundled:tiny.en, and language detection.
 
-    .venv/bin/python benchmarks/bench_languages.py [--threads 2] [--pt-clips 10] [--detect] [--detect-clips 3] [--voices 3]
+    .venv/bin/python benchmarks/bench_languages.py [--threads 2] [--pt-clips 10] [--detect] [--detect-clips 3]
+                                                   [--voices 3]
 
 1. English: the transcribed LJSpeech clips from ../shared/fixtures, WER and x real time of bundled:tiny.en
    (the baseline) and bundled:base, both through the stage's own Transcriber (beam 5, language forced).

@@ -32,6 +32,20 @@ def test_split_sentences_keeps_every_word_in_order_within_the_limit():
     assert len(pieces) >= 6  # the long sentence is wrapped at word boundaries
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # Chinese and Japanese: no space after a full-width stop, and none added when short sentences are joined
+    ("是的！今天天气很好。明天也会晴朗。", ["是的！今天天气很好。明天也会晴朗。"]),
+    ("今天天气很好，我们去公园散步吧。明天也会晴朗，我们再去。",
+     ["今天天气很好，我们去公园散步吧。", "明天也会晴朗，我们再去。"]),
+    ("はい。今日はいい天気ですね。", ["はい。今日はいい天気ですね。"]),
+    # Hindi's danda and Arabic's question mark end sentences as "." and "?" do
+    ("मैं एक छात्र हूँ। क्या आप शिक्षक हैं?", ["मैं एक छात्र हूँ।", "क्या आप शिक्षक हैं?"]),
+    ("هل أنت معلم اليوم؟ نعم، أنا معلم.", ["هل أنت معلم اليوم؟", "نعم، أنا معلم."]),
+])
+def test_split_sentences_in_other_scripts(text, expected):
+    assert split_sentences(text, max_chars=24) == expected
+
+
 def test_settings_out_of_range_names_the_setting():
     with pytest.raises(XttsflowError, match=r"temperature=0\.0 .*\[0\.01, 5\]"):
         Settings(temperature=0.0)

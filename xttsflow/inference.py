@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 MIN_REFERENCE_S = 0.5
 #: Sentences shorter than this are joined to the next one: "Dr." or "No." alone makes a poor utterance.
 MIN_SENTENCE_CHARS = 12
-_SENTENCE_END = re.compile(r"(?<=[.!?…;])\s+|(?<=[。！？；])")
+#: A sentence ends at . ! ? … ; and the Devanagari danda and Arabic question mark before a space, or at a
+#: CJK full-width stop (Chinese and Japanese put no space after it, nor between words).
+_SENTENCE_END = re.compile(r"(?<=[.!?…;।॥؟])\s+|(?<=[。！？；])")
+_CJK_STOPS = ("。", "！", "？", "；")
 #: torch's random generator is process-wide: one generation at a time keeps every seed reproducible
 #: (and one model's activations in GPU memory at a time).
 _GENERATION_LOCK = threading.Lock()
@@ -101,8 +104,9 @@ def split_sentences(text: str, max_chars: int) -> list[str]:
     pieces = [p for p in _SENTENCE_END.split(text) if p.strip()]
     joined: list[str] = []
     for piece in pieces:
-        if joined and len(joined[-1]) < MIN_SENTENCE_CHARS and len(joined[-1]) + 1 + len(piece) <= max_chars:
-            joined[-1] = f"{joined[-1]} {piece}"
+        space = "" if joined and joined[-1].endswith(_CJK_STOPS) else " "
+        if joined and len(joined[-1]) < MIN_SENTENCE_CHARS and len(joined[-1] + space + piece) <= max_chars:
+            joined[-1] += space + piece
         else:
             joined.append(piece)
     out = []
