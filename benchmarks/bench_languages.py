@@ -154,9 +154,9 @@ def detect(transcriber, work: Path, clips: int = 3, intelligible: float = 0.30, 
             joined = xtts_language(joined)
             joined_right += joined == lang
             votes = ", ".join(f"{k} {v:.2f}" for k, v in sorted(found["scores"].items(), key=lambda kv: -kv[1])[:3])
-            if not variant:  # the plain voice decides whether espeak-ng speaks the language well enough
-                heard[lang] = [] if cer <= intelligible else None
-            if heard[lang] is not None:
+            if not variant and cer <= intelligible:  # the plain voice (first) decides if espeak-ng speaks it
+                heard[lang] = []
+            if lang in heard:
                 heard[lang].append(ok)
             name = voice + variant
             print(f"  {lang:6s} (espeak {name:7s}) CER {100 * cer:5.1f}% -> {found['language']:6s} "
@@ -164,7 +164,6 @@ def detect(transcriber, work: Path, clips: int = 3, intelligible: float = 0.30, 
                   f"{'ok' if joined == lang else 'WRONG':5s} {probability:.2f}")
     print(f"  correct on {right}/{sources} sources ({100 * right / sources:.0f}%); joined: {joined_right}/{sources} "
           f"({100 * joined_right / sources:.0f}%)")
-    heard = {k: v for k, v in heard.items() if v is not None}
     good, total = sum(sum(v) for v in heard.values()), sum(len(v) for v in heard.values())
     print(f"  intelligible to base (CER <= {100 * intelligible:.0f}% with the language given, plain voice): "
           f"{', '.join(heard)}; detected right on {good}/{total} of their sources "

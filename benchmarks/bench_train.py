@@ -52,6 +52,9 @@ sys.path.insert(0, str(REPO))
 KINDS = {"lora": "ours, LoRA r=8", "full": "ours, full GPT", "coqui": "coqui GPTTrainer+Trainer, full",
          "grouped": "ours, full, grouped 48", "fast": "ours, full, grouped 48 + fused",
          "bf16": "ours, grouped + fused + bf16", "coqui_bf16": "coqui Trainer, full, bf16"}
+#: run_ours's options per kind of ours
+OURS = {"lora": {"lora": True}, "full": {}, "grouped": {"group": 48}, "fast": {"group": 48, "fused": True},
+        "bf16": {"group": 48, "fused": True, "amp_dtype": "bf16"}}
 # (ours, coqui's, label): against the recipe's settings (float32), and bf16 against coqui's own bf16
 OURS_VS_COQUI = (("full", "coqui", "ours plain"), ("grouped", "coqui", "ours grouped"),
                  ("fast", "coqui", "ours grouped+fused"), ("bf16", "coqui", "ours grouped+fused+bf16"),
@@ -134,7 +137,7 @@ class _Measured(Exception):
     """Raised after the last measured step, so validation and export stay out of the timings."""
 
 
-def run_ours(base: str, data: str, out: str, lora: bool, steps: int, batch: int, group: int = 0,
+def run_ours(base: str, data: str, out: str, steps: int, batch: int, lora: bool = False, group: int = 0,
              fused: bool = False, amp_dtype: str = "auto") -> dict:
     from xttsflow.settings import load_settings
     from xttsflow.train import Trainer
@@ -258,9 +261,7 @@ def worker(args) -> None:
     if args.worker.startswith("coqui"):
         result = run_coqui(args.base, args.data, args.out, args.steps, args.batch, bf16=args.worker == "coqui_bf16")
     else:
-        result = run_ours(args.base, args.data, args.out, args.worker == "lora", args.steps, args.batch,
-                          48 if args.worker in ("grouped", "fast", "bf16") else 0,
-                          fused=args.worker in ("fast", "bf16"), amp_dtype="bf16" if args.worker == "bf16" else "auto")
+        result = run_ours(args.base, args.data, args.out, args.steps, args.batch, **OURS[args.worker])
     print("RESULT " + json.dumps(result))
 
 

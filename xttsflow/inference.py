@@ -42,8 +42,8 @@ MIN_REFERENCE_S = 0.5
 MIN_SENTENCE_CHARS = 12
 #: A sentence ends at . ! ? … ; and the Devanagari danda and Arabic question mark before a space, or at a
 #: CJK full-width stop (Chinese and Japanese put no space after it, nor between words).
-_SENTENCE_END = re.compile(r"(?<=[.!?…;।॥؟])\s+|(?<=[。！？；])")
-_CJK_STOPS = ("。", "！", "？", "；")
+_CJK_STOPS = "。！？；"
+_SENTENCE_END = re.compile(rf"(?<=[.!?…;।॥؟])\s+|(?<=[{_CJK_STOPS}])")
 #: torch's random generator is process-wide: one generation at a time keeps every seed reproducible
 #: (and one model's activations in GPU memory at a time).
 _GENERATION_LOCK = threading.Lock()
@@ -104,7 +104,7 @@ def split_sentences(text: str, max_chars: int) -> list[str]:
     pieces = [p for p in _SENTENCE_END.split(text) if p.strip()]
     joined: list[str] = []
     for piece in pieces:
-        space = "" if joined and joined[-1].endswith(_CJK_STOPS) else " "
+        space = "" if joined and joined[-1][-1] in _CJK_STOPS else " "
         if joined and len(joined[-1]) < MIN_SENTENCE_CHARS and len(joined[-1] + space + piece) <= max_chars:
             joined[-1] += space + piece
         else:

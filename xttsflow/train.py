@@ -74,15 +74,16 @@ def amp_setup(device: torch.device, settings: TrainingSettings):
 
     On CPU only an explicit `amp_dtype: bf16` turns autocast on (1.6x faster steps on a CPU with native bf16):
     `auto` stays float32 there, so a CPU run gives the same numbers on every machine."""
+    no_scaler = torch.amp.GradScaler("cpu", enabled=False)  # bf16 and float32 need no loss scaling
     if not settings.use_amp:
-        return None, torch.amp.GradScaler("cpu", enabled=False)
+        return None, no_scaler
     if device.type != "cuda":
         if settings.amp_dtype != "bf16":
-            return None, torch.amp.GradScaler("cpu", enabled=False)
+            return None, no_scaler
         if not cpu_has_bf16():
             raise XttsflowError("train: amp_dtype bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX) "
                                 "would be slower than float32 — use amp_dtype auto")
-        return torch.bfloat16, torch.amp.GradScaler("cpu", enabled=False)
+        return torch.bfloat16, no_scaler
     bf16 = torch.cuda.is_bf16_supported()
     if settings.amp_dtype == "bf16" and not bf16:
         raise XttsflowError("train: amp_dtype bf16 but this GPU has no bfloat16 — use auto or fp16")
